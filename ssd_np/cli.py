@@ -1,0 +1,130 @@
+"""The `ssd-np` command line.
+
+Exit status: 0 success; 1 the job ran but something failed (an image could not be processed, a comparison
+exceeded its tolerance); 2 bad usage or bad input (unreadable file, wrong weights, unwritable output).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EPILOG = "exit status: 0 success, 1 some work failed, 2 bad usage or bad input"
+
+
+class CliError(Exception):
+    """A user's mistake: printed as one line `ssd-np: error: ...`, exit status 2."""
+
+
+def _weights_export(args: argparse.Namespace) -> int:
+    from ssd_np.fetch import export_archive
+    from ssd_np.weights import export_checkpoint
+
+    if args.checkpoint:
+        genuine = export_checkpoint(args.checkpoint, args.out)
+    else:
+        genuine = export_archive(args.archive, args.out)
+    print(f"wrote {args.out} ({'genuine release weights' if genuine else 'NOT the genuine release weights'})")
+    return EXIT_OK
+
+
+def _weights_fetch(args: argparse.Namespace) -> int:
+    from ssd_np.fetch import fetch
+
+    out = fetch(args.out)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _weights_standin(args: argparse.Namespace) -> int:
+    from ssd_np.checkpoint import write_checkpoint
+    from ssd_np.standin import standin_weights
+    from ssd_np.weights import write_h5
+
+    tensors = standin_weights(args.seed, args.profile)
+    if args.out:
+        write_h5(tensors, args.out, f"stand-in, seed {args.seed}, profile {args.profile}")
+        print(f"wrote {args.out} (stand-in weights, seed {args.seed}, profile {args.profile}: not the genuine model)")
+    if args.checkpoint_out:
+        import numpy as np
+
+        write_checkpoint(args.checkpoint_out, {**tensors, "global_step": np.int64(0)})
+        print(f"wrote checkpoint {args.checkpoint_out} (stand-in weights, seed {args.seed}, profile {args.profile})")
+    return EXIT_OK
+
+
+def _weights_info(args: argparse.Namespace) -> int:
+    from ssd_np.weights import load_weights
+
+    _, attrs = load_weights(args.file)
+    for key in ("model", "source", "genuine", "format", "format_version"):
+        print(f"{key:15s} {attrs.get(key)}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ssd-np", epilog=EPILOG,
+        description="TensorFlow's ssd_mobilenet_v2_coco (2018_03_29), reimplemented in NumPy + numba.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    weights = commands.add_parser("weights", help="get, export, create and inspect weights files", epilog=EPILOG)
+    wcommands = weights.add_subparsers(dest="weights_command", required=True, metavar="ACTION")
+
+    export = wcommands.add_parser("export", help="export a TF checkpoint or the release archive to HDF5",
+                                  epilog=EPILOG)
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", metavar="PREFIX", help="TF checkpoint prefix, e.g. path/model.ckpt")
+    source.add_argument("--archive", metavar="FILE", help="the release archive ssd_mobilenet_v2_coco_2018_03_29.tar.gz")
+    export.add_argument("--out", required=True, metavar="FILE.h5", help="HDF5 weights file to write")
+    export.set_defaults(run=_weights_export)
+
+    fetch = wcommands.add_parser(
+        "fetch", epilog=EPILOG,
+        help="download the release archive, verify it and export its weights",
+        description="Download the official release archive, verify its sha256 and every tensor's CRC32C, and "
+                    "export the weights. Default destination: $SSD_NP_WEIGHTS, else "
+                    "~/.cache/ssd_np/ssd_mobilenet_v2_coco_2018_03_29.h5 (honours $XDG_CACHE_HOME).")
+    fetch.add_argument("--out", metavar="FILE.h5", help="where to write the weights (default: see above)")
+    fetch.set_defaults(run=_weights_fetch)
+
+    standin = wcommands.add_parser(
+        "standin", epilog=EPILOG, help="write seeded stand-in weights (NOT the genuine model) for verification")
+    standin.add_argument("--seed", type=int, required=True)
+    standin.add_argument("--profile", choices=["sparse", "dense"], default="sparse")
+    standin.add_argument("--out", metavar="FILE.h5", help="HDF5 weights file to write")
+    standin.add_argument("--checkpoint-out", metavar="PREFIX", help="also/instead write a TF checkpoint")
+    standin.set_defaults(run=_weights_standin)
+
+    info = wcommands.add_parser("info", help="check a weights file strictly and print where it came from",
+                                epilog=EPILOG)
+    info.add_argument("file", metavar="FILE.h5")
+    info.set_defaults(run=_weights_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ssd_np.checkpoint import CheckpointError
+    from ssd_np.fetch import FetchError
+    from ssd_np.weights import WeightsError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "weights" and args.weights_command == "standin" and not (args.out or args.checkpoint_out):
+        parser.error("weights standin: give --out FILE.h5 and/or --checkpoint-out PREFIX")
+    try:
+        return args.run(args)
+    except (CliError, CheckpointError, WeightsError, FetchError) as e:
+        print(f"ssd-np: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"ssd-np: error:{where}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("ssd-np: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
