@@ -7,6 +7,7 @@ file is written under a temporary name in the destination folder and renamed int
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -67,7 +68,10 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
                     if progress:
                         _progress(done, total, progress)
         except urllib.error.HTTPError as e:
-            raise FetchError(f"download of {url} failed: HTTP {e.code} {e.reason}") from None
+            raise FetchError(f"download of {url} failed: HTTP {e.code} {e.reason}; try again later") from None
+        except http.client.HTTPException as e:
+            raise FetchError(f"download of {url} broke off after {done} bytes ({type(e).__name__}); "
+                             f"try again") from None
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise FetchError(

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from ssd_np.checkpoint import read_index
-from ssd_np.crc32c import unmask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,11 +20,11 @@ def main() -> None:
         "# name<TAB>shape (dims joined by x)<TAB>CRC32C of the genuine tensor's bytes (unmasked; the index stores",
         "# it masked). Made by tools/make_manifest.py from the genuine model.ckpt.index.",
     ]
-    for entry in read_index(index):
+    for entry in read_index(index).entries:
         if entry.name == "global_step":
             continue
-        assert entry.dtype == "float32", entry
-        lines.append(f"{entry.name}\t{'x'.join(map(str, entry.shape))}\t{unmask(entry.crc32c)}")
+        assert entry.dtype == "float32", entry  # the reader returns the CRC unmasked
+        lines.append(f"{entry.name}\t{'x'.join(map(str, entry.shape))}\t{entry.crc32c}")
     (ROOT / "weights" / "manifest.tsv").write_text("\n".join(lines) + "\n")
     print(f"wrote {len(lines) - 3} variables to weights/manifest.tsv")
 
