@@ -32,6 +32,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import cv2
+import openvino as ov
+from freeze_and_convert import convert, freeze
 from tf_reference import META_GRAPH, ROOT, ReferenceGraph, tf
 
 from ssd_np.checkpoint import write_checkpoint
@@ -91,10 +94,35 @@ def layer_nodes(graph: tf.Graph) -> list[str]:
             or op.name == "FeatureExtractor/MobilenetV2/Conv_1/Relu6"]
 
 
-def sparse(array: np.ndarray) -> dict[str, np.ndarray]:
+def sparse(name: str, array: np.ndarray) -> dict[str, np.ndarray]:
+    """`array` without its entries at or below SPARSE_FLOOR, under `__sparse__/<name>/{index,value}`."""
     flat = array.reshape(-1)
     index = np.flatnonzero(flat > SPARSE_FLOOR).astype(np.int32)
-    return {"index": index, "value": flat[index]}
+    return {f"__sparse__/{name}/index": index, f"__sparse__/{name}/value": flat[index]}
+
+
+class OpenVINOReference:
+    """The converted IR on the CPU plugin in f32, also returning its DetectionOutput's own inputs: the box
+    encodings (the IR's `do_reshape_offsets` input, [1,1917,1,4] in x-first order [tx, ty, tw, th]) and the
+    class logits (the `do_ExpandDims_conf` input, [1,1917,91], before the IR's own Sigmoid)."""
+
+    def __init__(self, xml: Path):
+        core = ov.Core()
+        model = core.read_model(str(xml))
+        by_name = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+        detection = next(op for op in model.get_ordered_ops() if op.get_type_name() == "DetectionOutput")
+        outputs = [detection.output(0), by_name["do_reshape_offsets"].input_value(0),
+                   by_name["do_ExpandDims_conf"].input_value(0)]
+        cut = ov.Model(outputs, model.get_parameters(), "detection_out_with_inputs")
+        self.compiled = core.compile_model(cut, "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                         "INFERENCE_NUM_THREADS": 1})
+
+    def run(self, bgr300: np.ndarray) -> dict[str, np.ndarray]:
+        result = self.compiled([bgr300[None].astype(np.float32)])
+        detection, locations, logits = (result[self.compiled.output(i)] for i in range(3))
+        return {"openvino/detection_out": detection,
+                "openvino/box_encodings": locations.reshape(-1, 4)[:, [1, 0, 3, 2]],  # back to [ty, tx, th, tw]
+                "openvino/class_logits": logits.reshape(-1, 91)}
 
 
 def main() -> None:
@@ -114,6 +142,8 @@ def main() -> None:
         ckpt_sha = {suffix: sha256(Path(f"{prefix}.{suffix}").read_bytes())
                     for suffix in ("index", "data-00000-of-00001")}
         ref = ReferenceGraph(checkpoint=str(prefix))
+        xml = convert(freeze(prefix, prefix.parent), prefix.parent)
+        openvino = OpenVINOReference(xml)
         nodes = layer_nodes(ref.graph)
         outputs = ["detection_boxes", "detection_scores", "detection_classes", "num_detections"]
         out_dir = args.out / f"seed{seed}"
@@ -121,8 +151,10 @@ def main() -> None:
         for path in golden_image_paths():
             rgb = np.asarray(Image.open(path).convert("RGB"))
             layers = (seed, path.name) in LAYER_GOLDENS
-            fetch = outputs + (nodes if layers else ["concat", "concat_1"])
+            fetch = (nodes if layers else ["concat", "concat_1"]) + outputs  # graph order
             values = ref.run(rgb, fetch)
+            bgr300 = cv2.resize(np.ascontiguousarray(rgb[:, :, ::-1]), (300, 300), interpolation=cv2.INTER_LINEAR)
+            ov_values = openvino.run(bgr300)
             meta = {
                 "producer": "tools/make_golden.py", "tensorflow": tf.__version__,
                 "tf_settings": "TF_ENABLE_ONEDNN_OPTS=0, 1 intra/inter-op thread, Grappler off",
@@ -131,12 +163,18 @@ def main() -> None:
                 "checkpoint_sha256": ckpt_sha, "seed": seed, "profile": profile,
                 "image": path.name, "image_sha256": sha256(path.read_bytes()),
                 "rgb_sha256": sha256(rgb.tobytes()), "rgb_shape": list(rgb.shape),
+                "openvino": ov.get_version(), "openvino_settings": "CPU, INFERENCE_PRECISION_HINT=f32, 1 thread",
+                "openvino_ir": "mo, Open Model Zoo recipe, FP32 (tools/freeze_and_convert.py)",
+                "bgr300": "cv2.resize(BGR, (300, 300), INTER_LINEAR), opencv " + cv2.__version__,
+                "bgr300_sha256": sha256(bgr300.tobytes()),
                 "sparse_floor": float(SPARSE_FLOOR), "layers": layers,
             }
             arrays = {name: np.asarray(v) for name, v in values.items()}
             if not layers:
-                for key, part in sparse(arrays.pop("concat_1")).items():
-                    arrays[f"__sparse__/concat_1/{key}"] = part
+                arrays.update(sparse("concat_1", arrays.pop("concat_1")))
+            arrays["openvino/detection_out"] = ov_values["openvino/detection_out"]
+            arrays["openvino/box_encodings"] = ov_values["openvino/box_encodings"]
+            arrays.update(sparse("openvino/class_logits", ov_values["openvino/class_logits"]))
             arrays["__meta__/json"] = np.array(json.dumps(meta, sort_keys=True))
             np.savez_compressed(out_dir / f"{path.stem}.npz", **arrays)
             print(f"seed {seed} {path.name}: {int(values['num_detections'][0])} detections")
