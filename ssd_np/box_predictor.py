@@ -1,0 +1,62 @@
+"""The six convolutional box predictors of ssd_mobilenet_v2_coco (`BoxPredictor_0` .. `BoxPredictor_5`).
+
+Mirrors `object_detection/predictors/convolutional_box_predictor.py` (kernel 3, no layers before the predictor,
+no batch norm, no activation): for feature map i with `A` anchors per location,
+- `BoxPredictor_i/BoxEncodingPredictor`: 3x3 conv SAME stride 1 to `A * 4` channels, plus biases (`BiasAdd`);
+- `BoxPredictor_i/ClassPredictor`: 3x3 conv SAME stride 1 to `A * 91` channels (column 0 = background), plus biases.
+`BoxPredictor_i/Reshape` turns (1, H, W, A*4) into (1, H*W*A, 1, 4) and `Reshape_1` (1, H, W, A*91) into
+(1, H*W*A, 91), row-major: anchor index `(y * W + x) * A + a`, box code `[ty, tx, th, tw]` in channels
+`4a .. 4a+3`. The graph's `concat` (1, 1917, 1, 4) and `concat_1` (1, 1917, 91) join the six maps in order.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ssd_np.kernels import conv2d
+
+NUM_CLASSES_WITH_BACKGROUND = 91
+BOX_CODE_SIZE = 4
+ANCHORS_PER_LOCATION = (3, 6, 6, 6, 6, 6)  # ssd_anchor_generator: 3 boxes on the first map, 6 on the others
+
+
+def variable_shapes(feature_channels: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the predictors' variables for feature maps with `feature_channels` channels."""
+    shapes = {}
+    for i, (channels, anchors) in enumerate(zip(feature_channels, ANCHORS_PER_LOCATION)):
+        for head, depth in (("BoxEncodingPredictor", BOX_CODE_SIZE), ("ClassPredictor", NUM_CLASSES_WITH_BACKGROUND)):
+            shapes[f"BoxPredictor_{i}/{head}/weights"] = (3, 3, channels, anchors * depth)
+            shapes[f"BoxPredictor_{i}/{head}/biases"] = (anchors * depth,)
+    return shapes
+
+
+def _predict_map(feature_map: np.ndarray, weights: dict, i: int, trace: dict | None) -> tuple[np.ndarray, np.ndarray]:
+    """Box encodings (H*W*A, 4) and class logits (H*W*A, 91) of feature map i (H, W, C)."""
+    outputs = []
+    for head, depth in (("BoxEncodingPredictor", BOX_CODE_SIZE), ("ClassPredictor", NUM_CLASSES_WITH_BACKGROUND)):
+        scope = f"BoxPredictor_{i}/{head}"
+        y = conv2d(feature_map, weights[f"{scope}/weights"], 1)
+        if trace is not None:
+            trace[f"{scope}/Conv2D"] = y[None]
+        y = y + weights[f"{scope}/biases"]  # (H, W, A * depth)
+        if trace is not None:
+            trace[f"{scope}/BiasAdd"] = y[None]
+        outputs.append(y.reshape(-1, depth))
+    boxes, logits = outputs
+    if trace is not None:
+        trace[f"BoxPredictor_{i}/Reshape"] = boxes[None, :, None, :]
+        trace[f"BoxPredictor_{i}/Reshape_1"] = logits[None]
+    return boxes, logits
+
+
+def predict(feature_maps: list[np.ndarray], weights: dict[str, np.ndarray],
+            trace: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Box encodings (1917, 4) `[ty, tx, th, tw]` and class logits (1917, 91), in TF's concat order."""
+    if len(feature_maps) != 6:
+        raise ValueError(f"predict: expected the 6 feature maps of feature_maps(), got {len(feature_maps)}")
+    per_map = [_predict_map(fm, weights, i, trace) for i, fm in enumerate(feature_maps)]
+    boxes = np.concatenate([b for b, _ in per_map])
+    logits = np.concatenate([c for _, c in per_map])
+    if trace is not None:
+        trace["concat"] = boxes[None, :, None, :]
+        trace["concat_1"] = logits[None]
+    return boxes, logits
