@@ -62,6 +62,33 @@ def _weights_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _detect(args: argparse.Namespace) -> int:
+    from ssd_np.detect import run
+
+    return run(args)
+
+
+DETECT_EPILOG = """\
+outputs:
+  --format tf        DIR/<stem>.json: image, detection_boxes [[ymin, xmin, ymax, xmax], ...] normalized,
+                     detection_scores, detection_classes (COCO ids), num_detections
+  --format openvino  DIR/<stem>.json: image, detection_out [[image_id, label, conf, x_min, y_min, x_max,
+                     y_max], ...]; the image resized to 300x300 as cv2.resize(INTER_LINEAR) does, in BGR
+  --format coco      DIR/results.json, one file for all images, for pycocotools' COCO.loadRes: image_id (from
+                     COCO file names, e.g. 000000000139.jpg -> 139), category_id, bbox [x, y, w, h] in pixels,
+                     score
+  --draw DIR         DIR/<stem>.png: the image with boxes, names and scores
+  Floats are the exact float32 values. Two inputs with the same stem (a/x.jpg, b/x.png), or with --format
+  coco the same image_id, would collide: such a run is refused before any work. Files are replaced
+  atomically.
+  Without --json-dir and --draw, the detections are printed on stdout.
+
+exit status:
+  0  every image succeeded
+  1  some images failed (each reported on stderr; the others' outputs are written)
+  2  bad usage: no such input, no images found, unwritable output folder, missing or bad weights"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssd-np", epilog=EPILOG,
@@ -100,6 +127,25 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG)
     info.add_argument("file", metavar="FILE.h5")
     info.set_defaults(run=_weights_info)
+
+    detect = commands.add_parser(
+        "detect", help="detect objects in images and folders of images",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=DETECT_EPILOG,
+        description="Run the detector on images and folders of images (searched for .jpg .jpeg .png .bmp .gif\n"
+                    ".tif .tiff .webp files, sorted, hidden entries skipped) and write or print the detections.")
+    detect.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    detect.add_argument("--weights", metavar="FILE.h5",
+                        help="weights file (default: $SSD_NP_WEIGHTS, else the one `ssd-np weights fetch` writes)")
+    detect.add_argument("--format", choices=["tf", "openvino", "coco"], default="tf",
+                        help="which reference to reproduce and write (default: tf; see below)")
+    detect.add_argument("--json-dir", metavar="DIR", help="write the detections as JSON into DIR (created if needed)")
+    detect.add_argument("--draw", metavar="DIR", help="write annotated copies of the images into DIR as PNG")
+    detect.add_argument("--min-score", type=float, metavar="S",
+                        help="write only detections with score >= S (default: all the model reports, score > 0.3)")
+    detect.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="images processed at the same time, by threads sharing the model (default: 1); "
+                             "results are identical for any N")
+    detect.set_defaults(run=_detect)
     return parser
 
 
@@ -127,4 +173,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: ssd_np.detect raises ssd_np.cli.CliError,
+    # which this copy's `except CliError` would not catch.
+    from ssd_np.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -1,0 +1,405 @@
+"""The batch driver behind `ssd-np detect`: images and folders in, detections out (JSON, drawings or text).
+
+Formats (`--format`), each reproducing its reference exactly:
+- `tf` (default): TF's four outputs of the release graph for the decoded RGB image, one JSON file per image
+  `DIR/<stem>.json`: {"image", "detection_boxes": [[ymin, xmin, ymax, xmax], ...] normalized,
+  "detection_scores", "detection_classes" (integers), "num_detections"}, only the real rows, best first.
+- `openvino`: the OpenVINO IR's `detection_out` as an OpenVINO user gets it: the image resized to 300x300 with
+  OpenCV's `cv2.resize(INTER_LINEAR)` (`preprocess.resize_bilinear_cv2`, bit-exact), channels flipped to BGR.
+  `DIR/<stem>.json`: {"image", "detection_out": [[image_id, label, conf, x_min, y_min, x_max, y_max], ...]},
+  the rows before the first image_id == -1, floats as in the tensor, ordered by label then confidence.
+- `coco`: TF's outputs as a COCO results file, `DIR/results.json`, a list of {"image_id", "category_id",
+  "bbox": [x, y, width, height] in pixels, "score"} that pycocotools' `COCO.loadRes` reads. image_id comes from
+  the file name (`000000000139.jpg` or `COCO_val2014_000000000139.jpg` -> 139). As the TF Object Detection API's
+  `coco_tools` does: pixel box = normalized box * [H, W, H, W] in float32, width = xmax - xmin in float32.
+
+Every float is written as the exact value of its float32 (`float(np.float32)`), so reading a file back with
+`np.float32(value)` gives the reference bits. `--min-score S` keeps detections with score >= S (the model itself
+already drops scores <= 0.3). Without `--json-dir` and `--draw` the detections are printed on stdout as text.
+
+Output files are written atomically (a temporary file in the same folder, then `os.replace`). Each image's
+problem is reported on one stderr line and the batch goes on. `--jobs N` runs N threads over the images
+(sharing one Detector); their results are identical to a serial run.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ContextManager, TextIO
+
+import numba
+import numpy as np
+from PIL import Image
+
+from ssd_np.cli import EXIT_FAILED, EXIT_OK, CliError
+from ssd_np.coco_labels import COCO_LABELS
+from ssd_np.detector import Detector
+from ssd_np.fetch import default_weights_path
+from ssd_np.images import ImageError, load_rgb
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+COCO_RESULTS = "results.json"
+_COCO_NAME = re.compile(r"(?:COCO_[A-Za-z]+[0-9]*_)?([0-9]+)")
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every image of a run needs besides the detector."""
+
+    format: str
+    json_dir: Path | None
+    draw_dir: Path | None
+    min_score: float | None
+
+
+@dataclass
+class Outcome:
+    """One image's result: an error message, or its detection count (and COCO rows for the coco format)."""
+
+    index: int
+    path: str
+    error: str | None = None
+    detections: int = 0
+    coco: list[dict] = field(default_factory=list)
+    text: str = ""
+
+
+# ---------------------------------------------------------------------------------------------- inputs, outputs
+
+
+def find_images(inputs: list[str]) -> list[str]:
+    """The image files named by `inputs`: files as given, folders walked (sorted; hidden entries skipped;
+    symbolic links to folders not followed). The same file named twice is taken once."""
+    found: list[str] = []
+    seen: set[str] = set()
+    for given in inputs:
+        if os.path.isdir(given):
+            paths = []
+            for root, dirs, files in os.walk(given):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                paths += [os.path.join(root, f) for f in files
+                          if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES)]
+            if not paths:
+                raise CliError(f"no images found in {given} (looked for {', '.join(IMAGE_SUFFIXES)} files, hidden "
+                               f"folders skipped); point at the folder that holds the images")
+            candidates = sorted(paths)
+        elif os.path.exists(given):
+            candidates = [given]
+        else:
+            raise CliError(f"{given}: no such file or folder; check the path")
+        for path in candidates:
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                found.append(path)
+    return found
+
+
+def coco_image_id(path: str) -> int | None:
+    """The COCO image id in a file name (`000000000139.jpg` -> 139), or None for a non-COCO name."""
+    match = _COCO_NAME.fullmatch(Path(path).stem)
+    return int(match.group(1)) if match else None
+
+
+def check_names(images: list[str], job: Job) -> None:
+    """Refuse, before any work, a run whose outputs would overwrite each other or lack a COCO image id."""
+    if job.json_dir is not None and job.format == "coco":
+        ids: dict[int, str] = {}
+        for path in images:
+            image_id = coco_image_id(path)
+            if image_id is None:
+                raise CliError(f"{path}: not a COCO file name (like 000000000139.jpg), so it has no image_id for "
+                               f"--format coco; rename it or use --format tf")
+            if image_id in ids:
+                raise CliError(f"{ids[image_id]} and {path} have the same COCO image_id {image_id}; "
+                               f"process them in separate runs")
+            ids[image_id] = path
+    if (job.json_dir is not None and job.format != "coco") or job.draw_dir is not None:
+        stems: dict[str, str] = {}
+        for path in images:
+            stem = Path(path).stem.casefold()
+            if stem in stems:
+                raise CliError(f"{stems[stem]} and {path} would write the same output file {Path(path).stem}.*; "
+                               f"process them in separate runs with different output folders, or rename one")
+            stems[stem] = path
+
+
+def prepare_folder(folder: Path, option: str) -> None:
+    """Create `folder` if needed and prove it writable by creating and removing a file in it."""
+    if folder.exists() and not folder.is_dir():
+        raise CliError(f"{option} {folder}: is a file, not a folder; give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ssd_np-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise CliError(f"{option} {folder}: cannot write there ({e.strerror or e}); choose a writable folder") \
+            from None
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder: `path` is either old or complete."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_bytes(value: object) -> bytes:
+    return (json.dumps(value, allow_nan=False) + "\n").encode()
+
+
+# ---------------------------------------------------------------------------------------------- one image
+
+
+def _floats(array: np.ndarray) -> list:
+    """float32 array -> nested lists of Python floats holding exactly the float32 values."""
+    return np.asarray(array, np.float32).astype(np.float64).tolist()
+
+
+def detect_one(detector: Detector, rgb: np.ndarray, fmt: str, min_score: float | None
+               ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """Run one (H, W, 3) uint8 RGB image through `fmt`'s pipeline.
+
+    Returns the JSON record (without "image") and, for drawing and text, the kept detections: pixel boxes
+    (n, 4) float32 [ymin, xmin, ymax, xmax], class ids (n,) int64, scores (n,) float32.
+    """
+    height, width = rgb.shape[:2]
+    size = np.array([height, width, height, width], np.float32)
+    if fmt == "openvino":
+        from ssd_np.preprocess import resize_bilinear_cv2
+
+        bgr300 = np.ascontiguousarray(resize_bilinear_cv2(rgb, 300, 300)[:, :, ::-1])  # (300, 300, 3) BGR
+        rows = detector.detection_out(bgr300)[0, 0]  # (N, 7)
+        ends = np.flatnonzero(rows[:, 0] == -1)
+        rows = rows[: ends[0] if ends.size else len(rows)]
+        if min_score is not None:
+            rows = rows[rows[:, 2] >= min_score]
+        boxes = rows[:, [4, 3, 6, 5]] * size
+        return {"detection_out": _floats(rows)}, boxes, rows[:, 1].astype(np.int64), rows[:, 2]
+    out = detector.tf_outputs(rgb)
+    n = int(out["num_detections"][0])
+    boxes, scores = out["detection_boxes"][0, :n], out["detection_scores"][0, :n]
+    classes = out["detection_classes"][0, :n].astype(np.int64)
+    if min_score is not None:
+        keep = scores >= min_score
+        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
+    record = {"detection_boxes": _floats(boxes), "detection_scores": _floats(scores),
+              "detection_classes": classes.tolist(), "num_detections": len(scores)}
+    return record, boxes * size, classes, scores
+
+
+def coco_rows(image_id: int, pixel_boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """COCO results rows, as the TF Object Detection API's `coco_tools.ExportSingleImageDetectionBoxesToCoco`."""
+    ymin, xmin, ymax, xmax = pixel_boxes.T  # float32
+    bboxes = np.stack([xmin, ymin, xmax - xmin, ymax - ymin], axis=1)  # (n, 4) float32
+    return [{"image_id": image_id, "category_id": int(c), "bbox": _floats(b), "score": float(s)}
+            for c, b, s in zip(classes, bboxes, scores)]
+
+
+def text_lines(path: str, pixel_boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> str:
+    """Human-readable detections of one image (what stdout shows without --json-dir and --draw)."""
+    lines = [f"{path}: {len(scores)} detection{'s' if len(scores) != 1 else ''}"]
+    for (ymin, xmin, ymax, xmax), c, s in zip(pixel_boxes, classes, scores):
+        lines.append(f"  {float(s):.3f}  {COCO_LABELS.get(int(c), str(c)):15s}  "
+                     f"x {xmin:7.1f} .. {xmax:7.1f}   y {ymin:7.1f} .. {ymax:7.1f}")
+    return "\n".join(lines) + "\n"
+
+
+def process(detector: Detector, job: Job, index: int, path: str,
+            inference: ContextManager = contextlib.nullcontext()) -> Outcome:
+    """Detect on one image and write its outputs; any problem with this image becomes `Outcome.error`.
+
+    `inference` is entered around the model run (a lock where the model must not run in two threads at once).
+    """
+    outcome = Outcome(index, path)
+    try:
+        rgb = load_rgb(path)
+        with inference:
+            record, boxes, classes, scores = detect_one(detector, rgb, job.format, job.min_score)
+        outcome.detections = len(scores)
+        stem = Path(path).stem
+        if job.json_dir is not None and job.format == "coco":
+            outcome.coco = coco_rows(coco_image_id(path), boxes, classes, scores)
+        elif job.json_dir is not None:
+            write_atomic(job.json_dir / f"{stem}.json", _json_bytes({"image": path, **record}))
+        if job.draw_dir is not None:
+            from ssd_np.draw import draw_detections
+
+            png = io.BytesIO()
+            draw_detections(rgb, boxes, classes, scores).save(png, format="PNG", compress_level=1)
+            write_atomic(job.draw_dir / f"{stem}.png", png.getvalue())
+        if job.json_dir is None and job.draw_dir is None:
+            outcome.text = text_lines(path, boxes, classes, scores)
+    except ImageError as e:
+        outcome.error = str(e)
+    except OSError as e:
+        outcome.error = f"{path}: cannot write its output ({e.filename}: {e.strerror or e})"
+    except ValueError as e:
+        outcome.error = f"{path}: {e}"
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+
+def progress_line(done: int, total: int, failed: int, elapsed: float, width: int) -> str:
+    """`  37/177 [#####-----]  21%  1 failed  2.1 images/s  ETA 1m07s`, at most `width` characters."""
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = f"ETA {_duration((total - done) / rate)}" if rate > 0 and done < total else ""
+    tail = f" {100 * done // total:3d}%" + (f"  {failed} failed" if failed else "") + \
+           (f"  {rate:.1f} images/s  {eta}" if done else "")
+    head = f"{done:>{len(str(total))}}/{total} "
+    bar = max(0, min(40, width - len(head) - len(tail) - 3))
+    filled = bar * done // total
+    line = head + (f"[{'#' * filled}{'-' * (bar - filled)}]" if bar >= 5 else "") + tail
+    return line.rstrip()[: max(0, width - 1)]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(math.ceil(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """The progress bar on stderr (only when stderr is a terminal) and the lines printed around it."""
+
+    def __init__(self, total: int, err: TextIO, out: TextIO):
+        self.total, self.err, self.out = total, err, out
+        self.live = err.isatty()
+        self.start = time.monotonic()
+        self.done = self.failed = 0
+        self.texts: dict[int, str] = {}  # stdout text waiting for the images before it
+        self.next_text = 0
+
+    def _clear(self) -> None:
+        if self.live:
+            self.err.write("\r\033[K")
+
+    def _draw(self) -> None:
+        if self.live:
+            try:
+                width = os.get_terminal_size(self.err.fileno()).columns or 80  # a new terminal may say 0
+            except (OSError, ValueError):
+                width = 80
+            self.err.write(progress_line(self.done, self.total, self.failed, time.monotonic() - self.start, width))
+            self.err.flush()
+
+    def advance(self, outcome: Outcome) -> None:
+        self._clear()
+        self.done += 1
+        if outcome.error:
+            self.failed += 1
+            self.err.write(f"ssd-np: error: {outcome.error}\n")
+        self.texts[outcome.index] = outcome.text
+        if self.next_text in self.texts:
+            self.err.flush()
+            while self.next_text in self.texts:
+                self.out.write(self.texts.pop(self.next_text))
+                self.next_text += 1
+            self.out.flush()
+        self._draw()
+
+    def close(self) -> None:
+        self._clear()
+        self.err.flush()
+
+
+# ---------------------------------------------------------------------------------------------- parallel work
+
+
+def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, progress: Progress) -> list[Outcome]:
+    """`jobs` threads sharing one Detector; measured faster than processes on this project's 2-core machine.
+
+    numba's kernels run without the GIL, so the threads' images are processed at the same time. Each thread's
+    kernels get an equal share of numba's threads (numba's thread count is per calling thread), so the machine
+    is not oversubscribed. A warm-up run loads the compiled kernels once and starts numba's threading layer. Its
+    `workqueue` layer (used where neither OpenMP nor TBB is available) aborts the process if two threads run
+    parallel kernels at once, so there the model runs one image at a time; decoding, drawing and writing still
+    overlap.
+    """
+    detector.tf_outputs(np.zeros((8, 8, 3), np.uint8))
+    inference = threading.Lock() if numba.threading_layer() == "workqueue" else contextlib.nullcontext()
+    share = max(1, numba.config.NUMBA_NUM_THREADS // jobs)
+    outcomes = []
+    with ThreadPoolExecutor(max_workers=min(jobs, len(images)), initializer=numba.set_num_threads,
+                            initargs=(share,)) as pool:
+        futures = [pool.submit(process, detector, job, index, path, inference) for index, path in enumerate(images)]
+        try:
+            for future in as_completed(futures):
+                outcomes.append(future.result())
+                progress.advance(outcomes[-1])
+        except BaseException:  # Ctrl-C: finish the images in flight (their files are whole), drop the rest
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+
+def run(args: argparse.Namespace) -> int:
+    """`ssd-np detect`: exit 0 when every image succeeded, 1 when some failed; usage problems raise CliError."""
+    start = time.monotonic()
+    # load_rgb refuses bombs with its own one-line error; Pillow's DecompressionBombWarning would only add noise.
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    if args.jobs < 1:
+        raise CliError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
+        raise CliError(f"--min-score must be between 0 and 1, got {args.min_score}")
+    job = Job(args.format, Path(args.json_dir) if args.json_dir else None,
+              Path(args.draw) if args.draw else None, args.min_score)
+    images = find_images(args.images)
+    check_names(images, job)
+    weights = Path(args.weights) if args.weights else default_weights_path()
+    detector = Detector.load(weights)
+    for folder, option in ((job.json_dir, "--json-dir"), (job.draw_dir, "--draw")):
+        if folder is not None:
+            prepare_folder(folder, option)
+    if detector.source.startswith("stand-in"):
+        print(f"ssd-np: warning: {weights} holds stand-in weights ({detector.source}), NOT the genuine model: "
+              f"these detections are NOT real", file=sys.stderr)
+    elif not detector.genuine:
+        print(f"ssd-np: warning: {weights} holds weights that are not the genuine release's ({detector.source})",
+              file=sys.stderr)
+
+    progress = Progress(len(images), sys.stderr, sys.stdout)
+    outcomes: list[Outcome] = []
+    try:
+        if args.jobs == 1:
+            for index, path in enumerate(images):
+                outcomes.append(process(detector, job, index, path))
+                progress.advance(outcomes[-1])
+        else:
+            outcomes = _run_threads(detector, job, images, args.jobs, progress)
+    finally:
+        progress.close()
+    outcomes.sort(key=lambda o: o.index)
+
+    detections = sum(o.detections for o in outcomes if o.error is None)
+    failed = sum(o.error is not None for o in outcomes)
+    if job.json_dir is not None and job.format == "coco":
+        rows = [row for o in outcomes for row in o.coco]
+        write_atomic(job.json_dir / COCO_RESULTS, _json_bytes(rows))
+    elapsed = time.monotonic() - start
+    print(f"ssd-np: {len(images)} image{'s' if len(images) != 1 else ''}, {failed} failed, {detections} detections, "
+          f"{len(images) / elapsed:.2f} images/s, {elapsed:.1f} s elapsed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
