@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EPILOG = "exit status: 0 success, 1 some work failed, 2 bad usage or bad input"
@@ -66,6 +67,27 @@ def _detect(args: argparse.Namespace) -> int:
     from ssd_np.detect import run
 
     return run(args)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from ssd_np.trace import write_trace
+
+    count = write_trace(args.image, args.out, args.weights)
+    print(f"wrote {args.out}: {count} tensors")
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from ssd_np.compare import main_compare
+
+    return main_compare(args.reference, args.candidate, atol=args.atol, rtol=args.rtol, json_out=args.json)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from ssd_np.evaluate import run_eval
+
+    return run_eval(args.annotations, images=args.images, results=args.results, max_images=args.max_images,
+                    weights=args.weights, json_out=args.json, per_class=args.per_class, resume=args.resume)
 
 
 DETECT_EPILOG = """\
@@ -146,12 +168,57 @@ def build_parser() -> argparse.ArgumentParser:
                         help="images processed at the same time, by threads sharing the model (default: 1); "
                              "results are identical for any N")
     detect.set_defaults(run=_detect)
+
+    trace = commands.add_parser(
+        "trace", epilog=EPILOG, help="save every intermediate tensor of one image under its TF graph node name",
+        description="Run one image and save every intermediate tensor (NHWC float32, batch dimension 1) under the "
+                    "genuine TF graph node name that computes it, in graph order, with metadata (weights, image "
+                    "hashes). Compare two traces with `ssd-np compare`.")
+    trace.add_argument("image", metavar="IMAGE")
+    trace.add_argument("--out", required=True, metavar="TRACE.npz")
+    trace.add_argument("--weights", metavar="FILE.h5", help="weights file (default: as `ssd-np detect`)")
+    trace.set_defaults(run=_trace)
+
+    from ssd_np.compare import DEFAULT_ATOL, DEFAULT_RTOL
+
+    compare = commands.add_parser(
+        "compare", help="compare a candidate trace with a reference trace, layer by layer",
+        epilog="exit status: 0 every common tensor within tolerance, 1 something differs, 2 unusable input",
+        description="For every tensor in both traces, in the reference's (graph) order: max abs and relative "
+                    "difference and the fraction outside |c - r| <= atol + rtol*|r|; the first tensor outside "
+                    "the tolerance is marked; layout differences (NCHW, xy boxes, BGR, 0-based classes, scores "
+                    "vs logits) are named.")
+    compare.add_argument("reference", metavar="REFERENCE.npz")
+    compare.add_argument("candidate", metavar="CANDIDATE.npz")
+    compare.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"(default {DEFAULT_ATOL:g})")
+    compare.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"(default {DEFAULT_RTOL:g})")
+    compare.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
+    compare.set_defaults(run=_compare)
+
+    evaluate = commands.add_parser(
+        "eval", epilog=EPILOG, help="COCO box AP on annotated images (identical to pycocotools)",
+        description="With --images: detect on every annotated image found in DIR and print the 12 COCO box "
+                    "metrics. Without --images: score an existing --results file.")
+    evaluate.add_argument("--annotations", required=True, type=Path, metavar="instances.json")
+    evaluate.add_argument("--images", type=Path, metavar="DIR", help="folder of the annotated images")
+    evaluate.add_argument("--results", type=Path, metavar="OUT.json",
+                          help="with --images: write the COCO results file here; without: the file to score")
+    evaluate.add_argument("--max-images", type=int, metavar="N", help="only the first N annotated images by id")
+    evaluate.add_argument("--weights", type=Path, metavar="FILE.h5", help="weights file (default: as detect)")
+    evaluate.add_argument("--json", type=Path, metavar="OUT.json", help="write the 12 metrics as JSON")
+    evaluate.add_argument("--per-class", action="store_true", help="also print AP per category")
+    evaluate.add_argument("--resume", action="store_true",
+                          help="reuse the detections of images already in --results")
+    evaluate.set_defaults(run=_eval)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from ssd_np.checkpoint import CheckpointError
+    from ssd_np.compare import TraceError
+    from ssd_np.evaluate import EvalError
     from ssd_np.fetch import FetchError
+    from ssd_np.images import ImageError
     from ssd_np.weights import WeightsError
 
     parser = build_parser()
@@ -160,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("weights standin: give --out FILE.h5 and/or --checkpoint-out PREFIX")
     try:
         return args.run(args)
-    except (CliError, CheckpointError, WeightsError, FetchError) as e:
+    except (CliError, CheckpointError, WeightsError, FetchError, ImageError, TraceError, EvalError) as e:
         print(f"ssd-np: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as e:

@@ -1,0 +1,56 @@
+"""`ssd-np trace`: every intermediate tensor of one image, saved under the TF graph node name that computes it.
+
+Trace file format (an `.npz`, also written by `tools/make_golden.py` for TF, and writable by any runtime):
+- one float32 array per tensor, keyed by the genuine graph node name without `:0`
+  (e.g. `FeatureExtractor/MobilenetV2/expanded_conv_3/output`), in TF's shape and layout: NHWC with the
+  batch dimension 1, boxes `[ymin, xmin, ymax, xmax]`, classes 1-based as `detection_classes`;
+- keys in graph (execution) order: `ssd-np compare` reports the first divergence in the reference's order;
+- `__meta__/json`: a JSON string with the producer, its version, the weights' source and sha256, the image
+  file and its sha256.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import ssd_np
+from ssd_np.detector import Detector
+from ssd_np.images import load_rgb
+from ssd_np.weights import sha256_file
+
+
+def trace_image(detector: Detector, image_path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All traced tensors of one image, in execution order, as float32 arrays with TF's shapes."""
+    trace: dict[str, np.ndarray] = {}
+    detector.tf_outputs(load_rgb(image_path), trace)
+    return {name: np.asarray(value, dtype=np.float32) for name, value in trace.items()}
+
+
+def write_trace(image_path: str | os.PathLike, out: str | os.PathLike,
+                weights_path: str | os.PathLike | None = None) -> int:
+    """Trace `image_path` and write the trace file `out` atomically. Returns the number of tensors."""
+    detector = Detector.load(weights_path)
+    tensors = trace_image(detector, image_path)
+    weights_file = Path(weights_path) if weights_path else None
+    meta = {
+        "producer": "ssd_np", "version": ssd_np.__version__,
+        "weights_source": detector.source, "weights_genuine": detector.genuine,
+        "weights_sha256": sha256_file(weights_file) if weights_file else None,
+        "image": str(image_path), "image_sha256": hashlib.sha256(Path(image_path).read_bytes()).hexdigest(),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".partial.npz", dir=out.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **tensors, **{"__meta__/json": np.array(json.dumps(meta, sort_keys=True))})
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return len(tensors)
