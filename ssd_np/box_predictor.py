@@ -4,6 +4,7 @@ Mirrors `object_detection/predictors/convolutional_box_predictor.py` (kernel 3, 
 no batch norm, no activation): for feature map i with `A` anchors per location,
 - `BoxPredictor_i/BoxEncodingPredictor`: 3x3 conv SAME stride 1 to `A * 4` channels, plus biases (`BiasAdd`);
 - `BoxPredictor_i/ClassPredictor`: 3x3 conv SAME stride 1 to `A * 91` channels (column 0 = background), plus biases.
+Both heads of a map run as one convolution (`prepare` concatenates their weights): the same sums as two.
 `BoxPredictor_i/Reshape` turns (1, H, W, A*4) into (1, H*W*A, 1, 4) and `Reshape_1` (1, H, W, A*91) into
 (1, H*W*A, 91), row-major: anchor index `(y * W + x) * A + a`, box code `[ty, tx, th, tw]` in channels
 `4a .. 4a+3`. The graph's `concat` (1, 1917, 1, 4) and `concat_1` (1, 1917, 91) join the six maps in order.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssd_np.kernels import conv2d
+from ssd_np.kernels import Conv, conv_bn_act, prepare_conv, without_epilogue
 
 NUM_CLASSES_WITH_BACKGROUND = 91
 BOX_CODE_SIZE = 4
@@ -29,31 +30,48 @@ def variable_shapes(feature_channels: tuple[int, ...]) -> dict[str, tuple[int, .
     return shapes
 
 
-def _predict_map(feature_map: np.ndarray, weights: dict, i: int, trace: dict | None) -> tuple[np.ndarray, np.ndarray]:
+def prepare(weights: dict[str, np.ndarray]) -> dict[str, Conv]:
+    """Per map i, `BoxPredictor_i`: both heads as one convolution (their weights concatenated along the output
+    channels, box encodings first) packed once, with the biases as the epilogue's shift."""
+    layers = {}
+    for i in range(len(ANCHORS_PER_LOCATION)):
+        heads = [f"BoxPredictor_{i}/{head}" for head in ("BoxEncodingPredictor", "ClassPredictor")]
+        w = np.concatenate([weights[f"{h}/weights"] for h in heads], axis=3)
+        biases = np.concatenate([weights[f"{h}/biases"] for h in heads])
+        layers[f"BoxPredictor_{i}"] = prepare_conv(w, np.ones_like(biases), biases)
+    return layers
+
+
+def _predict_map(feature_map: np.ndarray, conv: Conv, i: int, trace: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """Box encodings (H*W*A, 4) and class logits (H*W*A, 91) of feature map i (H, W, C)."""
-    outputs = []
-    for head, depth in (("BoxEncodingPredictor", BOX_CODE_SIZE), ("ClassPredictor", NUM_CLASSES_WITH_BACKGROUND)):
-        scope = f"BoxPredictor_{i}/{head}"
-        y = conv2d(feature_map, weights[f"{scope}/weights"], 1)
-        if trace is not None:
-            trace[f"{scope}/Conv2D"] = y[None]
-        y = y + weights[f"{scope}/biases"]  # (H, W, A * depth)
-        if trace is not None:
-            trace[f"{scope}/BiasAdd"] = y[None]
-        outputs.append(y.reshape(-1, depth))
-    boxes, logits = outputs
+    boxes_width = ANCHORS_PER_LOCATION[i] * BOX_CODE_SIZE
+    if trace is None:
+        y = conv_bn_act(feature_map, conv, 1, relu6=False)  # (H, W, A * 4 + A * 91): conv + biases
+    else:
+        raw = conv_bn_act(feature_map, without_epilogue(conv), 1, relu6=False)
+        y = raw + conv.shift[:conv.cout]
+        for head, columns in (("BoxEncodingPredictor", slice(0, boxes_width)),
+                              ("ClassPredictor", slice(boxes_width, conv.cout))):
+            trace[f"BoxPredictor_{i}/{head}/Conv2D"] = raw[None, :, :, columns]
+            trace[f"BoxPredictor_{i}/{head}/BiasAdd"] = y[None, :, :, columns]
+    boxes = y[:, :, :boxes_width].reshape(-1, BOX_CODE_SIZE)
+    logits = y[:, :, boxes_width:].reshape(-1, NUM_CLASSES_WITH_BACKGROUND)
     if trace is not None:
         trace[f"BoxPredictor_{i}/Reshape"] = boxes[None, :, None, :]
         trace[f"BoxPredictor_{i}/Reshape_1"] = logits[None]
     return boxes, logits
 
 
-def predict(feature_maps: list[np.ndarray], weights: dict[str, np.ndarray],
+def predict(feature_maps: list[np.ndarray], weights: dict,
             trace: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Box encodings (1917, 4) `[ty, tx, th, tw]` and class logits (1917, 91), in TF's concat order."""
+    """Box encodings (1917, 4) `[ty, tx, th, tw]` and class logits (1917, 91), in TF's concat order.
+
+    weights: `prepare(variables)`, or the variables themselves (then prepared on every call: much slower).
+    """
     if len(feature_maps) != 6:
         raise ValueError(f"predict: expected the 6 feature maps of feature_maps(), got {len(feature_maps)}")
-    per_map = [_predict_map(fm, weights, i, trace) for i, fm in enumerate(feature_maps)]
+    layers = prepare(weights) if "BoxPredictor_0/ClassPredictor/weights" in weights else weights
+    per_map = [_predict_map(fm, layers[f"BoxPredictor_{i}"], i, trace) for i, fm in enumerate(feature_maps)]
     boxes = np.concatenate([b for b, _ in per_map])
     logits = np.concatenate([c for _, c in per_map])
     if trace is not None:

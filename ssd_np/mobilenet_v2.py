@@ -17,6 +17,11 @@ Layer kinds of `ARCHITECTURE` (input -> output, all convolutions SAME):
 Feature maps for the box predictors (`FEATURE_MAP_NODES`): 19x19x576, 10x10x1280, 5x5x512, 3x3x256, 2x2x256,
 1x1x128 for a 300x300 input.
 
+`prepare(weights)` turns the variables into per-layer kernel inputs once (packed weights, batch norm scale and
+shift); `feature_maps` takes its result (or the variables, preparing them on every call). Without a trace, each
+layer is one fused kernel call (convolution + batch norm + ReLU6 or residual add); with a trace, the raw sums and
+each element-wise op are recorded separately (the same float32 operations, hence the same results).
+
 Trace names are the graph's node names (all under `FeatureExtractor/MobilenetV2/`), stored NHWC with batch 1:
 `<op>/Conv2D` or `<op>/depthwise` (raw conv), `<op>/BatchNorm/batchnorm/mul` and `.../sub` (per-channel scale and
 shift), `<op>/BatchNorm/batchnorm/add_1`, `<op>/Relu6` (or `project/Identity`), and the block endpoints
@@ -26,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssd_np.kernels import batch_norm_act, batch_norm_params, conv2d, depthwise3x3_bn_relu6, relu6_ref
+from ssd_np.kernels import (Conv, Depthwise, batch_norm_act, batch_norm_params, conv_bn_act, depthwise3x3_bn_act,
+                            prepare_conv, prepare_depthwise, relu6_ref, without_epilogue, inverted_residual)
 
 SCOPE = "FeatureExtractor/MobilenetV2"
 
@@ -60,6 +66,11 @@ ARCHITECTURE = (
     ("layer_19_1_Conv2d_5_1x1_64", "pointwise", 1, 1, 64),
     ("layer_19_2_Conv2d_5_3x3_s2_128", "separable", 2, 1, 128),
 )
+
+# Without a trace, a block whose expansion output is at least this big runs as one fused kernel
+# (`kernels.inverted_residual`): the expansion then never leaves the cache. Measured on the 300x300 input: only
+# expanded_conv_1 (150x150x96, 8.6 MB) gains (~1.5 ms of 19 on one core); smaller blocks run faster unfused.
+FUSE_MIN_EXPANSION_BYTES = 4 << 20
 
 # The six tensors fed to BoxPredictor_0..5.
 FEATURE_MAP_NODES = (
@@ -111,85 +122,120 @@ def variable_shapes() -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def prepare(weights: dict[str, np.ndarray]) -> dict[str, Conv | Depthwise]:
+    """Every layer's kernel inputs, computed once from the variables: the convolutions' packed weights and each
+    batch norm's (scale, shift) (`batch_norm_params`). Keyed by layer scope without SCOPE, e.g.
+    `expanded_conv_3/expand` (a `Conv`) or `expanded_conv_3/depthwise` (a `Depthwise`)."""
+    layers: dict[str, Conv | Depthwise] = {}
+    for name in variable_shapes():
+        scope, leaf = name[len(SCOPE) + 1:].rsplit("/", 1)
+        if leaf in ("weights", "depthwise_weights"):
+            bn = f"{SCOPE}/{scope}/BatchNorm"
+            scale, shift = batch_norm_params(weights[f"{bn}/gamma"], weights[f"{bn}/beta"],
+                                             weights[f"{bn}/moving_mean"], weights[f"{bn}/moving_variance"])
+            prepare_layer = prepare_conv if leaf == "weights" else prepare_depthwise
+            layers[scope] = prepare_layer(weights[name], scale, shift)
+    return layers
+
+
+def is_variables(weights: dict) -> bool:
+    """Whether `weights` holds the TF variables (rather than `prepare`'s output)."""
+    return f"{SCOPE}/Conv/weights" in weights
+
+
 def _record(trace: dict | None, name: str, value: np.ndarray) -> None:
     if trace is not None:
         trace[f"{SCOPE}/{name}"] = value[None] if value.ndim == 3 else value
 
 
-def _bn_params(weights: dict, scope: str, trace: dict | None) -> tuple[np.ndarray, np.ndarray]:
-    prefix = f"{SCOPE}/{scope}/BatchNorm"
-    scale, shift = batch_norm_params(weights[f"{prefix}/gamma"], weights[f"{prefix}/beta"],
-                                     weights[f"{prefix}/moving_mean"], weights[f"{prefix}/moving_variance"])
-    _record(trace, f"{scope}/BatchNorm/batchnorm/mul", scale)
-    _record(trace, f"{scope}/BatchNorm/batchnorm/sub", shift)
-    return scale, shift
+def _record_bn(trace: dict | None, scope: str, layer: Conv | Depthwise, channels: int) -> None:
+    _record(trace, f"{scope}/BatchNorm/batchnorm/mul", layer.scale[:channels])
+    _record(trace, f"{scope}/BatchNorm/batchnorm/sub", layer.shift[:channels])
 
 
-def _conv_bn(x: np.ndarray, weights: dict, scope: str, stride: int, relu6: bool,
-             trace: dict | None) -> np.ndarray:
-    """`scope/Conv2D` (SAME), batch norm, then `scope/Relu6` when relu6."""
-    scale, shift = _bn_params(weights, scope, trace)
-    y = conv2d(x, weights[f"{SCOPE}/{scope}/weights"], stride)
+def _conv_bn(x: np.ndarray, layers: dict, scope: str, stride: int, relu6: bool, trace: dict | None,
+             residual: np.ndarray | None = None) -> np.ndarray:
+    """`scope/Conv2D` (SAME), batch norm, then `scope/Relu6` when relu6 (or the block's `add` of residual)."""
+    conv = layers[scope]
     if trace is None:
-        return batch_norm_act(y, scale, shift, relu6)
+        return conv_bn_act(x, conv, stride, relu6, residual)
+    _record_bn(trace, scope, conv, conv.cout)
+    y = conv_bn_act(x, without_epilogue(conv), stride, relu6=False)
     _record(trace, f"{scope}/Conv2D", y.copy())
-    batch_norm_act(y, scale, shift, relu6=False)
+    batch_norm_act(y, conv.scale[:conv.cout], conv.shift[:conv.cout], relu6=False)
     _record(trace, f"{scope}/BatchNorm/batchnorm/add_1", y)
     if relu6:
         y = relu6_ref(y)
         _record(trace, f"{scope}/Relu6", y)
+    if residual is not None:
+        _record(trace, f"{scope}/Identity", y)
+        y = y + residual
     return y
 
 
-def _depthwise_bn(x: np.ndarray, weights: dict, scope: str, stride: int, trace: dict | None) -> np.ndarray:
+def _depthwise_bn(x: np.ndarray, layers: dict, scope: str, stride: int, trace: dict | None) -> np.ndarray:
     """`scope/depthwise` 3x3 SAME, batch norm, `scope/Relu6`."""
-    scale, shift = _bn_params(weights, scope, trace)
-    w = weights[f"{SCOPE}/{scope}/depthwise_weights"]
-    raw, y = depthwise3x3_bn_relu6(x, w, stride, scale, shift)
-    if trace is not None:
-        _record(trace, f"{scope}/depthwise", raw)
-        _record(trace, f"{scope}/BatchNorm/batchnorm/add_1", raw * scale + shift)
-        _record(trace, f"{scope}/Relu6", y)
+    dw = layers[scope]
+    if trace is None:
+        return depthwise3x3_bn_act(x, dw, stride)
+    _record_bn(trace, scope, dw, x.shape[2])
+    raw = depthwise3x3_bn_act(x, dw._replace(scale=np.ones_like(dw.scale), shift=np.zeros_like(dw.shift)), stride,
+                              relu6=False)
+    y = batch_norm_act(raw.copy(), dw.scale, dw.shift, relu6=False)
+    _record(trace, f"{scope}/depthwise", raw)
+    _record(trace, f"{scope}/BatchNorm/batchnorm/add_1", y.copy())
+    y = relu6_ref(y)
+    _record(trace, f"{scope}/Relu6", y)
     return y
 
 
-def _expanded_conv(x: np.ndarray, weights: dict, name: str, stride: int, expansion: int, out: int,
+def _expanded_conv(x: np.ndarray, layers: dict, name: str, stride: int, expansion: int, out: int,
                    trace: dict | None) -> tuple[np.ndarray, np.ndarray]:
-    """One inverted residual block: returns `(expansion_output, output)`."""
+    """One inverted residual block: returns `(expansion_output, output)` (expansion_output None when fused)."""
+    fuse = x.shape[0] * x.shape[1] * x.shape[2] * expansion * 4 >= FUSE_MIN_EXPANSION_BYTES
+    if trace is None and fuse and f"{SCOPE}/{name}/expansion_output" not in FEATURE_MAP_NODES:
+        y = inverted_residual(x, layers.get(f"{name}/expand"), layers[f"{name}/depthwise"], layers[f"{name}/project"],
+                              stride, has_residual(stride, x.shape[2], out))
+        return None, y
     expanded = x
     if expansion != 1:
-        expanded = _conv_bn(x, weights, f"{name}/expand", 1, True, trace)
+        expanded = _conv_bn(x, layers, f"{name}/expand", 1, True, trace)
         _record(trace, f"{name}/expansion_output", expanded)
-    y = _depthwise_bn(expanded, weights, f"{name}/depthwise", stride, trace)
+    y = _depthwise_bn(expanded, layers, f"{name}/depthwise", stride, trace)
     _record(trace, f"{name}/depthwise_output", y)
-    y = _conv_bn(y, weights, f"{name}/project", 1, False, trace)
-    _record(trace, f"{name}/project/Identity", y)
-    if has_residual(stride, x.shape[2], out):
-        y = y + x
+    residual = x if has_residual(stride, x.shape[2], out) else None
+    y = _conv_bn(y, layers, f"{name}/project", 1, False, trace, residual)
+    if residual is not None:
         _record(trace, f"{name}/add", y)
+    else:
+        _record(trace, f"{name}/project/Identity", y)
     _record(trace, f"{name}/output", y)
     return expanded, y
 
 
-def feature_maps(x: np.ndarray, weights: dict[str, np.ndarray], trace: dict | None = None) -> list[np.ndarray]:
-    """The six (H, W, C) feature maps of one preprocessed image x (300, 300, 3) float32 (see FEATURE_MAP_NODES)."""
+def feature_maps(x: np.ndarray, weights: dict, trace: dict | None = None) -> list[np.ndarray]:
+    """The six (H, W, C) feature maps of one preprocessed image x (300, 300, 3) float32 (see FEATURE_MAP_NODES).
+
+    weights: `prepare(variables)`, or the variables themselves (then prepared on every call: slower).
+    """
     if x.ndim != 3 or x.shape[2] != 3 or x.dtype != np.float32:
         raise ValueError(f"feature_maps: expected a preprocessed float32 (H, W, 3) image, got {x.dtype} {x.shape}")
+    layers = prepare(weights) if is_variables(weights) else weights
     maps: list[np.ndarray] = []
     y = np.ascontiguousarray(x)
     for name, kind, stride, expansion, out in ARCHITECTURE:
         if kind == "conv":
-            y = _conv_bn(y, weights, name, stride, True, trace)
+            y = _conv_bn(y, layers, name, stride, True, trace)
         elif kind == "expanded_conv":
-            expanded, y = _expanded_conv(y, weights, name, stride, expansion, out, trace)
+            expanded, y = _expanded_conv(y, layers, name, stride, expansion, out, trace)
             if name == "expanded_conv_13":
                 maps.append(expanded)
         elif kind == "pointwise":
-            y = _conv_bn(y, weights, name, 1, True, trace)
+            y = _conv_bn(y, layers, name, 1, True, trace)
             if name == "Conv_1":
                 maps.append(y)
         else:  # separable
-            y = _depthwise_bn(y, weights, f"{name}_depthwise", stride, trace)
-            y = _conv_bn(y, weights, name, 1, True, trace)
+            y = _depthwise_bn(y, layers, f"{name}_depthwise", stride, trace)
+            y = _conv_bn(y, layers, name, 1, True, trace)
             maps.append(y)
     return maps

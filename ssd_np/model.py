@@ -10,13 +10,19 @@ Mirrors the release's inference graph, `object_detection/meta_architectures/ssd_
       -> detection_boxes/scores/classes, num_detections   postprocess.tf_outputs (TF's four outputs)
       or detection_out (1, 1, N, 7)                       postprocess.detection_out (OpenVINO's IR)
 
-`trace`, when given, receives every intermediate under the graph node name that computes it.
+`trace`, when given, receives every intermediate under the graph node name that computes it. `weights` is either
+the TF variables or, faster, `prepare(variables)`: the layers with their weights packed once (as `Detector` does).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ssd_np import anchors, box_predictor, mobilenet_v2, postprocess, preprocess
+
+
+def prepare(weights: dict[str, np.ndarray]) -> dict:
+    """The network's layers, prepared once from the TF variables (packed weights, batch norm scale and shift)."""
+    return {**mobilenet_v2.prepare(weights), **box_predictor.prepare(weights)}
 
 
 def predict(x: np.ndarray, weights: dict[str, np.ndarray], trace: dict | None = None

@@ -7,6 +7,7 @@ K products in any order (with or without FMA), |error| <= K * 2**-24 * sum_k |x_
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -68,14 +69,75 @@ def test_conv2d_3x3_image_stride2_symmetric():
     np.testing.assert_array_equal(out[:, :, 1], [[0, 0], [0, 5]])
 
 
-def test_conv2d_wide_input_uses_dot_kernel_same_padding():
-    # Same geometry as above with more input channels than SEQUENTIAL_MAX_CIN (the dot-product kernel).
-    cin = kernels.SEQUENTIAL_MAX_CIN + 3
+def test_conv2d_long_k_in_blocks_same_padding():
+    # Same geometry as above with more input channels than KC_MAX: K is summed in blocks (channel ranges of a tap).
+    cin = kernels.KC_MAX + 3
     x = np.zeros((4, 4, cin), np.float32)
     x[:, :, 5] = np.arange(16, dtype=np.float32).reshape(4, 4)
+    x[:, :, cin - 1] = 1.0
     w = np.zeros((3, 3, cin, 1), np.float32)
     w[:, :, 5, 0] = 1.0
-    np.testing.assert_array_equal(kernels.conv2d(x, w, 2)[:, :, 0], [[45, 39], [66, 50]])
+    w[:, :, cin - 1, 0] = 0.5  # in the last block: + 0.5 per tap inside the image
+    assert len(kernels._blocks(3, 3, cin)) == 18
+    np.testing.assert_array_equal(kernels.conv2d(x, w, 2)[:, :, 0], [[49.5, 42], [69, 52]])
+
+
+def test_blocks_hand():
+    # (tap_begin, tap_end, c_begin, c_end): one block up to KC_MAX products, else whole taps, else channel ranges.
+    np.testing.assert_array_equal(kernels._blocks(3, 3, 3), [[0, 9, 0, 3]])
+    np.testing.assert_array_equal(kernels._blocks(1, 1, kernels.KC_MAX), [[0, 1, 0, kernels.KC_MAX]])
+    cin = kernels.KC_MAX // 3  # three taps per block
+    assert [tuple(b) for b in kernels._blocks(3, 3, cin)] == [(0, 3, 0, cin), (3, 6, 0, cin), (6, 9, 0, cin)]
+    cin = 2 * kernels.KC_MAX + 1
+    blocks = kernels._blocks(3, 3, cin)
+    assert len(blocks) == 27 and tuple(blocks[0]) == (0, 1, 0, cin // 3) and tuple(blocks[-1]) == (8, 9, 2 * cin // 3, cin)
+    assert (blocks[:, 3] - blocks[:, 2]).max() <= kernels.KC_MAX
+
+
+def test_pack_weights_hand():
+    w = np.arange(2 * 3 * 40, dtype=np.float32).reshape(1, 2, 3, 40)  # K = 6, cout = 40: two panels of NR = 32
+    packed = kernels.pack_weights(w)
+    assert packed.shape == (2, 6, kernels.NR)
+    np.testing.assert_array_equal(packed[0], w.reshape(6, 40)[:, :32])
+    np.testing.assert_array_equal(packed[1, :, :8], w.reshape(6, 40)[:, 32:])
+    assert not packed[1, :, 8:].any()
+    conv = kernels.prepare_conv(w, np.full(40, 2, np.float32), np.ones(40, np.float32))
+    assert (conv.kh, conv.kw, conv.cin, conv.cout) == (1, 2, 3, 40) and conv.scale.shape == (64,)
+    assert conv.scale[39] == 2 and conv.scale[40] == 0 and conv.shift[39] == 1
+
+
+def test_empty_aligned():
+    for shape in [(3,), (7, 5), (2, 3, 17)]:
+        a = kernels.empty_aligned(shape)
+        assert a.shape == shape and a.dtype == np.float32 and a.flags.c_contiguous
+        assert a.ctypes.data % kernels.ALIGN == 0
+    assert kernels.pack_weights(np.ones((1, 1, 3, 5), np.float32)).ctypes.data % kernels.ALIGN == 0
+
+
+def test_vector_intrinsics():
+    a = np.arange(-20, 28, dtype=np.float32) / np.float32(3)  # 48 values, three vectors
+    b = (np.arange(48, dtype=np.float32)[::-1] / np.float32(7)).copy()
+    got = _vector_ops(a, b)
+    np.testing.assert_array_equal(got[0], a[16:32] * b[16:32])
+    np.testing.assert_array_equal(got[1], a[16:32] + b[16:32])
+    np.testing.assert_array_equal(got[2], kernels.relu6_ref(a[16:32] * np.float32(4)))
+    np.testing.assert_array_equal(got[3], np.full(16, a[5]))
+    fma = (a[16:32].astype(np.float64) * b[16:32] + b[:16]).astype(np.float32)  # one rounding, as vfmadd
+    np.testing.assert_allclose(got[4], fma, rtol=2 ** -23)
+    np.testing.assert_array_equal(got[5], np.full(16, np.float32(2.5)))
+
+
+@numba.njit
+def _vector_ops(a, b):
+    out = np.zeros((6, 16), np.float32)
+    x, y = kernels.vload(a, 16), kernels.vload(b, 16)
+    kernels.vstore(out[0], 0, kernels.vmul(x, y))
+    kernels.vstore(out[1], 0, kernels.vadd(x, y))
+    kernels.vstore(out[2], 0, kernels.vrelu6(kernels.vmul(x, kernels.vsplat(4.0))))
+    kernels.vstore(out[3], 0, kernels.vbroadcast(a, 5))
+    kernels.vstore(out[4], 0, kernels.vfma(x, y, kernels.vload(b, 0)))
+    kernels.vstore(out[5], 0, kernels.vsplat(np.float32(2.5)))
+    return out
 
 
 def test_depthwise_single_tap_shifts():
@@ -109,6 +171,9 @@ def test_batch_norm_act_rounds_twice_and_clips():
 
 
 def test_bad_input_raises():
+    with pytest.raises(ValueError, match="residual"):
+        kernels.conv_bn_act(np.zeros((3, 3, 2), np.float32), kernels.prepare_conv(np.zeros((1, 1, 2, 4), np.float32)),
+                            1, False, residual=np.zeros((3, 3, 2), np.float32))
     with pytest.raises(ValueError, match="float32"):
         kernels.conv2d(np.zeros((3, 3, 2), np.float64), np.zeros((1, 1, 2, 1), np.float32), 1)
     with pytest.raises(ValueError, match="do not fit"):
@@ -124,6 +189,8 @@ CONV_SHAPES = [  # (h, w, cin, cout, k, stride): odd sizes, channel counts not m
     (7, 9, 5, 3, 3, 1), (13, 11, 19, 7, 3, 2), (12, 10, 24, 5, 3, 2), (9, 7, 13, 70, 1, 1), (1, 1, 33, 6, 3, 1),
     (7, 9, 67, 3, 3, 1), (13, 11, 101, 7, 3, 2), (12, 10, 96, 13, 3, 2), (9, 7, 130, 70, 1, 1),
     (2, 2, 257, 546, 3, 1), (1, 1, 131, 9, 3, 2), (5, 3, 77, 1, 1, 1),
+    # K in several blocks: whole taps, then channel ranges of a tap (cin > KC_MAX); cout past a panel of 32
+    (5, 4, 300, 45, 3, 1), (7, 5, 200, 33, 3, 2), (3, 4, 1300, 40, 3, 1), (2, 1, 1291, 70, 3, 2),
 ]
 
 
@@ -165,14 +232,89 @@ def test_batch_norm_act_vs_twin_exact():
                                   kernels.relu6_ref(kernels.batch_norm_ref(y, scale, shift)))
 
 
-def test_transposed_weights_cached_per_array():
-    w = np.arange(24, dtype=np.float32).reshape(1, 2, 3, 4)
-    wt = kernels.transposed_weights(w)
-    np.testing.assert_array_equal(wt, w.reshape(6, 4).T)
-    assert kernels.transposed_weights(w) is wt
-    key = id(w)
-    del w
-    assert key not in kernels._TRANSPOSED
+EPILOGUE_SHAPES = [(7, 9, 5, 3, 3, 1), (13, 11, 19, 45, 3, 2), (9, 7, 70, 96, 1, 1), (3, 4, 40, 33, 1, 1),
+                   (5, 4, 300, 17, 3, 1)]
+
+
+@pytest.mark.parametrize("h, w, cin, cout, k, stride", EPILOGUE_SHAPES)
+def test_conv_bn_act_epilogue_exact(h, w, cin, cout, k, stride):
+    # The fused epilogue is the graph's element-wise ops on the same sums: bit for bit the NumPy twins applied to
+    # conv2d's output (batch norm `mul_1`, `add_1`, Relu6; or the linear bottleneck's `add` of the block input).
+    rng = np.random.default_rng(cout * 100 + cin)
+    x, weights = random_conv(rng, h, w, cin, cout, k)
+    scale = (1 + 0.3 * rng.standard_normal(cout)).astype(np.float32)
+    shift = rng.standard_normal(cout).astype(np.float32)
+    conv = kernels.prepare_conv(weights, scale, shift)
+    raw = kernels.conv2d(x, weights, stride)
+    bn = kernels.batch_norm_ref(raw, scale, shift)
+    np.testing.assert_array_equal(kernels.conv_bn_act(x, conv, stride, relu6=True), kernels.relu6_ref(bn))
+    np.testing.assert_array_equal(kernels.conv_bn_act(x, conv, stride, relu6=False), bn)
+    residual = rng.standard_normal(raw.shape).astype(np.float32)
+    np.testing.assert_array_equal(kernels.conv_bn_act(x, conv, stride, relu6=False, residual=residual), bn + residual)
+    np.testing.assert_array_equal(kernels.conv_bn_act(x, kernels.without_epilogue(conv), stride, relu6=False), raw)
+
+
+@pytest.mark.parametrize("h, w, c, stride", [(20, 21, 32, 1), (21, 19, 48, 2), (5, 6, 32, 2), (2, 2, 16, 1),
+                                              (9, 8, 37, 1)])
+def test_depthwise_bn_act_vs_twin_exact(h, w, c, stride):
+    # Sizes with interior pixels and 16k channels (the fast path) and without; linear and ReLU6 epilogues.
+    rng = np.random.default_rng(h * 100 + c)
+    x = rng.standard_normal((h, w, c)).astype(np.float32)
+    weights = rng.standard_normal((3, 3, c, 1)).astype(np.float32)
+    scale = (1 + 0.3 * rng.standard_normal(c)).astype(np.float32)
+    shift = (0.5 * rng.standard_normal(c)).astype(np.float32)
+    dw = kernels.prepare_depthwise(weights, scale, shift)
+    bn = kernels.batch_norm_ref(kernels.depthwise3x3_ref(x, weights, stride), scale, shift)
+    np.testing.assert_array_equal(kernels.depthwise3x3_bn_act(x, dw, stride, relu6=False), bn)
+    np.testing.assert_array_equal(kernels.depthwise3x3_bn_act(x, dw, stride), kernels.relu6_ref(bn))
+
+
+@pytest.mark.parametrize("h, w, cin, inner, cout, stride", [
+    (9, 11, 5, 30, 5, 1), (11, 13, 16, 96, 24, 2), (7, 9, 24, 144, 24, 1), (10, 12, 32, 32, 16, 1),
+    (13, 15, 20, 40, 33, 2), (1, 3, 8, 48, 8, 1), (2, 4, 8, 16, 16, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inverted_residual_exact(h, w, cin, inner, cout, stride, threads):
+    # The fused block = the three kernels one after the other, bit for bit (same tiles, same operations), with one
+    # band of rows or two (the second band recomputes the expansion rows it shares with the first); and within
+    # float32 summation error of the NumPy twins.
+    rng = np.random.default_rng(h * 1000 + inner)
+    x = rng.standard_normal((h, w, cin)).astype(np.float32)
+
+    def params(c):
+        return (1 + 0.2 * rng.standard_normal(c)).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+
+    w_expand = (rng.standard_normal((1, 1, cin, inner)) / np.sqrt(cin)).astype(np.float32)
+    w_dw = rng.standard_normal((3, 3, inner, 1)).astype(np.float32)
+    w_project = (rng.standard_normal((1, 1, inner, cout)) / np.sqrt(inner)).astype(np.float32)
+    (es, eb), (ds, db), (ps, pb) = params(inner), params(inner), params(cout)
+    expand = kernels.prepare_conv(w_expand, es, eb) if cin != inner else None
+    dw, project = kernels.prepare_depthwise(w_dw, ds, db), kernels.prepare_conv(w_project, ps, pb)
+    add = stride == 1 and cin == cout
+    saved = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        fused = kernels.inverted_residual(x, expand, dw, project, stride, add)
+    finally:
+        numba.set_num_threads(saved)
+    y = kernels.conv_bn_act(x, expand, 1, relu6=True) if expand is not None else x
+    y = kernels.depthwise3x3_bn_act(y, dw, stride)
+    np.testing.assert_array_equal(fused, kernels.conv_bn_act(y, project, 1, relu6=False, residual=x if add else None))
+    twin = x if expand is None else kernels.relu6_ref(kernels.batch_norm_ref(kernels.conv2d_ref(x, w_expand, 1), es, eb))
+    twin = kernels.relu6_ref(kernels.batch_norm_ref(kernels.depthwise3x3_ref(twin, w_dw, stride), ds, db))
+    twin = kernels.batch_norm_ref(kernels.conv2d_ref(twin, w_project, 1), ps, pb) + (x if add else 0)
+    print(f"inverted residual {h}x{w}x{cin}->{inner}->{cout} s{stride}: max diff to twin {np.abs(fused - twin).max():.2e}")
+    np.testing.assert_allclose(fused, twin, rtol=1e-5, atol=1e-5 * np.abs(twin).max())
+
+
+def test_inverted_residual_bad_layers_raise():
+    x = np.zeros((4, 4, 8), np.float32)
+    dw = kernels.prepare_depthwise(np.zeros((3, 3, 16, 1), np.float32))
+    project = kernels.prepare_conv(np.zeros((1, 1, 16, 8), np.float32))
+    with pytest.raises(ValueError, match="do not fit"):
+        kernels.inverted_residual(x, None, dw, project, 1, False)
+    expand = kernels.prepare_conv(np.zeros((1, 1, 8, 16), np.float32))
+    with pytest.raises(ValueError, match="cannot add"):
+        kernels.inverted_residual(x, expand, dw, project, 2, True)
 
 
 # --- against real TF ops -------------------------------------------------------------------------------------
@@ -190,13 +332,14 @@ def test_conv2d_vs_tf(case):
 
 
 @pytest.mark.parametrize("case", [c for c in op_cases("conv2d")
-                                  if c["w"].shape[2] <= kernels.SEQUENTIAL_MAX_CIN and c["w"][..., 0].size <= 360
+                                  if c["w"][..., 0].size <= min(360, kernels.KC_MAX)
                                   and c["out"].shape[0] * c["out"].shape[1] > 1],
                          ids=lambda c: f"{c['x'].shape}x{c['w'].shape}")
 def test_conv2d_sequential_matches_tf_bit_for_bit(case):
     # TF's GEMM (oneDNN sgemm inside Eigen's contraction) sums K <= 360 products in one block, sequentially with
     # FMA from 0 (measured on these fixtures; longer K is split into blocks, a single output pixel takes another
-    # path). The sequential kernel uses that order, so it reproduces TF exactly there (e.g. the first conv).
+    # path). conv2d sums K <= KC_MAX in one block in that order, so it reproduces TF exactly there (e.g. the first
+    # conv).
     out = kernels.conv2d(case["x"], case["w"], int(case["stride"]))
     np.testing.assert_array_equal(out, case["out"])
 

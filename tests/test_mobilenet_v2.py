@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from ssd_np import box_predictor, kernels, mobilenet_v2
+from ssd_np import box_predictor, kernels, mobilenet_v2, model
 from ssd_np.standin import standin_weights
 
 SCOPE = mobilenet_v2.SCOPE
@@ -88,9 +88,39 @@ def network():
     rng = np.random.default_rng(11)
     x = rng.uniform(-1, 1, (300, 300, 3)).astype(np.float32)
     trace: dict = {}
-    maps = mobilenet_v2.feature_maps(x, weights, trace)
+    maps = mobilenet_v2.feature_maps(x, weights, trace)  # the variables: prepared on the fly
     boxes, logits = box_predictor.predict(maps, weights, trace)
     return x, weights, trace, maps, boxes, logits
+
+
+def test_fast_path_equals_traced_path(network):
+    # Without a trace the epilogues (batch norm, ReLU6, residual add, biases) run fused in the kernels; with a trace
+    # they run as separate NumPy ops on the raw sums. Same float32 operations on the same sums: same bits.
+    x, weights, _, maps, boxes, logits = network
+    layers = model.prepare(weights)
+    fast_maps = mobilenet_v2.feature_maps(x, layers)
+    for node, ours, traced in zip(mobilenet_v2.FEATURE_MAP_NODES, fast_maps, maps):
+        np.testing.assert_array_equal(ours, traced, err_msg=node)
+    fast_boxes, fast_logits = box_predictor.predict(fast_maps, layers)
+    np.testing.assert_array_equal(fast_boxes, boxes)
+    np.testing.assert_array_equal(fast_logits, logits)
+
+
+def test_prepare_packs_every_layer(network):
+    _, weights, trace, _, _, _ = network
+    layers = model.prepare(weights)
+    # every convolution (1 + 16 expand + 17 project + 5 pointwise + 4 separable) and depthwise (17 + 4) layer of the
+    # backbone, and one convolution per box predictor map
+    assert sum(isinstance(v, kernels.Conv) for v in layers.values()) == 43 + 6
+    assert sum(isinstance(v, kernels.Depthwise) for v in layers.values()) == 21
+    conv = layers["expanded_conv_3/expand"]
+    assert isinstance(conv, kernels.Conv) and (conv.kh, conv.kw, conv.cin, conv.cout) == (1, 1, 24, 144)
+    np.testing.assert_array_equal(conv.scale[:144], trace[f"{SCOPE}/expanded_conv_3/expand/BatchNorm/batchnorm/mul"])
+    np.testing.assert_array_equal(conv.shift[:144], trace[f"{SCOPE}/expanded_conv_3/expand/BatchNorm/batchnorm/sub"])
+    head = layers["BoxPredictor_1"]
+    assert (head.kh, head.cin, head.cout) == (3, 1280, 6 * 4 + 6 * 91)
+    np.testing.assert_array_equal(head.shift[:24], weights["BoxPredictor_1/BoxEncodingPredictor/biases"])
+    np.testing.assert_array_equal(head.shift[24:570], weights["BoxPredictor_1/ClassPredictor/biases"])
 
 
 def test_feature_maps_shapes_and_trace(network):
