@@ -416,8 +416,9 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
                 while t < t1:
                     n = c1 - c0  # products of this step: one tap's channels, or a whole kernel row (below)
                     if pointwise:
-                        a0, a1, a2 = p * cin, min(p + 1, n_pix - 1) * cin, min(p + 2, n_pix - 1) * cin
-                        a3, a4, a5 = min(p + 3, n_pix - 1) * cin, min(p + 4, n_pix - 1) * cin, min(p + 5, n_pix - 1) * cin
+                        end = n_pix - 1
+                        a0, a1, a2 = p * cin, min(p + 1, end) * cin, min(p + 2, end) * cin
+                        a3, a4, a5 = min(p + 3, end) * cin, min(p + 4, end) * cin, min(p + 5, end) * cin
                     else:
                         ky = t // kw
                         kx = t % kw

@@ -90,7 +90,8 @@ def test_blocks_hand():
     assert [tuple(b) for b in kernels._blocks(3, 3, cin)] == [(0, 3, 0, cin), (3, 6, 0, cin), (6, 9, 0, cin)]
     cin = 2 * kernels.KC_MAX + 1
     blocks = kernels._blocks(3, 3, cin)
-    assert len(blocks) == 27 and tuple(blocks[0]) == (0, 1, 0, cin // 3) and tuple(blocks[-1]) == (8, 9, 2 * cin // 3, cin)
+    assert len(blocks) == 27 and tuple(blocks[0]) == (0, 1, 0, cin // 3)
+    assert tuple(blocks[-1]) == (8, 9, 2 * cin // 3, cin)
     assert (blocks[:, 3] - blocks[:, 2]).max() <= kernels.KC_MAX
 
 
@@ -299,10 +300,12 @@ def test_inverted_residual_exact(h, w, cin, inner, cout, stride, threads):
     y = kernels.conv_bn_act(x, expand, 1, relu6=True) if expand is not None else x
     y = kernels.depthwise3x3_bn_act(y, dw, stride)
     np.testing.assert_array_equal(fused, kernels.conv_bn_act(y, project, 1, relu6=False, residual=x if add else None))
-    twin = x if expand is None else kernels.relu6_ref(kernels.batch_norm_ref(kernels.conv2d_ref(x, w_expand, 1), es, eb))
-    twin = kernels.relu6_ref(kernels.batch_norm_ref(kernels.depthwise3x3_ref(twin, w_dw, stride), ds, db))
+    bn_relu6 = lambda y, scale, shift: kernels.relu6_ref(kernels.batch_norm_ref(y, scale, shift))  # noqa: E731
+    twin = x if expand is None else bn_relu6(kernels.conv2d_ref(x, w_expand, 1), es, eb)
+    twin = bn_relu6(kernels.depthwise3x3_ref(twin, w_dw, stride), ds, db)
     twin = kernels.batch_norm_ref(kernels.conv2d_ref(twin, w_project, 1), ps, pb) + (x if add else 0)
-    print(f"inverted residual {h}x{w}x{cin}->{inner}->{cout} s{stride}: max diff to twin {np.abs(fused - twin).max():.2e}")
+    print(f"inverted residual {h}x{w}x{cin}->{inner}->{cout} s{stride}: "
+          f"max diff to twin {np.abs(fused - twin).max():.2e}")
     np.testing.assert_allclose(fused, twin, rtol=1e-5, atol=1e-5 * np.abs(twin).max())
 
 
