@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from ssd_np import box_predictor, kernels, mobilenet_v2, model
+from ssd_np import box_predictor, kernels, mobilenet_v2, model, winograd
 from ssd_np.standin import standin_weights
 
 SCOPE = mobilenet_v2.SCOPE
@@ -110,17 +110,22 @@ def test_prepare_packs_every_layer(network):
     _, weights, trace, _, _, _ = network
     layers = model.prepare(weights)
     # every convolution (1 + 16 expand + 17 project + 5 pointwise + 4 separable) and depthwise (17 + 4) layer of the
-    # backbone, and one convolution per box predictor map
-    assert sum(isinstance(v, kernels.Conv) for v in layers.values()) == 43 + 6
+    # backbone, and one convolution per box predictor map: Winograd on the 19x19 and 10x10 maps, direct on the others
+    assert sum(isinstance(v, kernels.Conv) for v in layers.values()) == 43 + 4
     assert sum(isinstance(v, kernels.Depthwise) for v in layers.values()) == 21
+    assert [i for i in range(6) if isinstance(layers[f"BoxPredictor_{i}"], winograd.Winograd)] == [0, 1]
     conv = layers["expanded_conv_3/expand"]
     assert isinstance(conv, kernels.Conv) and (conv.kh, conv.kw, conv.cin, conv.cout) == (1, 1, 24, 144)
     np.testing.assert_array_equal(conv.scale[:144], trace[f"{SCOPE}/expanded_conv_3/expand/BatchNorm/batchnorm/mul"])
     np.testing.assert_array_equal(conv.shift[:144], trace[f"{SCOPE}/expanded_conv_3/expand/BatchNorm/batchnorm/sub"])
     head = layers["BoxPredictor_1"]
-    assert (head.kh, head.cin, head.cout) == (3, 1280, 6 * 4 + 6 * 91)
-    np.testing.assert_array_equal(head.shift[:24], weights["BoxPredictor_1/BoxEncodingPredictor/biases"])
-    np.testing.assert_array_equal(head.shift[24:570], weights["BoxPredictor_1/ClassPredictor/biases"])
+    assert (head.cin, head.cout) == (1280, 6 * 4 + 6 * 91)
+    np.testing.assert_array_equal(head.bias[:24], weights["BoxPredictor_1/BoxEncodingPredictor/biases"])
+    np.testing.assert_array_equal(head.bias[24:570], weights["BoxPredictor_1/ClassPredictor/biases"])
+    head = layers["BoxPredictor_2"]
+    assert (head.kh, head.cin, head.cout) == (3, 512, 6 * 4 + 6 * 91)
+    np.testing.assert_array_equal(head.shift[:24], weights["BoxPredictor_2/BoxEncodingPredictor/biases"])
+    np.testing.assert_array_equal(head.shift[24:570], weights["BoxPredictor_2/ClassPredictor/biases"])
 
 
 def test_feature_maps_shapes_and_trace(network):

@@ -6,7 +6,7 @@ Stages: preprocess (`preprocess.preprocess`), backbone (`mobilenet_v2.feature_ma
 (`box_predictor.predict`), post-processing (`postprocess.tf_outputs`), with the layers prepared once
 (`model.prepare`, as `Detector` does), stand-in weights (seed 1, "sparse"). Reports min and median over `--runs`
 calls after 3 warm-up calls. `--layers` also times every kernel call (`kernels.conv_bn_act`,
-`kernels.depthwise3x3_bn_act`, `kernels.inverted_residual`) by wrapping them, listed by cost (min over the
+`kernels.depthwise3x3_bn_act`, `kernels.inverted_residual`, `box_predictor.conv_bias`) by wrapping them, listed by cost (min over the
 runs). The machine may be shared: compare min with min, in one process.
 """
 from __future__ import annotations
@@ -39,10 +39,10 @@ def main() -> None:
     rgb = np.ascontiguousarray(np.asarray(Image.open(args.image).convert("RGB")))
     calls: list[tuple[str, float]] = []
     if args.layers:
-        for module in (mobilenet_v2, box_predictor):
-            for name in ("conv_bn_act", "depthwise3x3_bn_act", "inverted_residual"):
-                if hasattr(module, name):
-                    setattr(module, name, _timed(getattr(module, name), name, calls))
+        for module, names in ((mobilenet_v2, ("conv_bn_act", "depthwise3x3_bn_act", "inverted_residual")),
+                              (box_predictor, ("conv_bias",))):
+            for name in names:
+                setattr(module, name, _timed(getattr(module, name), name, calls))
     stages: dict[str, list[float]] = {"preprocess": [], "backbone": [], "heads": [], "postprocess": [], "total": []}
     per_call: dict[int, list[float]] = {}
     labels: dict[int, str] = {}
