@@ -1,14 +1,17 @@
 """Deterministic synthetic COCO bbox result sets for checking ssd_np.coco_eval against pycocotools.
 
 Shared by tests/test_coco_eval.py and tools/make_coco_eval_expected.py (which stores pycocotools' numbers for
-every case in tests/data/coco_eval_expected.json). Each case is built from its own seeded
+every case in tests/data/coco_eval_expected.json), as is `run_pycocotools`, the one way both run pycocotools. Each case is built from its own seeded
 np.random.default_rng and uses only its uniform, normal, integers, choice and permutation streams and
 + - * / (no exp or log, whose last bit differs between NumPy versions), so NumPy 1.26 (ref venv) and 2.x
 make the same cases. Results hold plain Python floats and ints; `fingerprint` hashes a case so a change in
 the generator is detected instead of compared against stale numbers.
 """
 
+import contextlib
+import copy
 import hashlib
+import io
 import json
 
 import numpy as np
@@ -151,3 +154,27 @@ def _random_box(r, img) -> list:
     w = img["width"] * (0.02 + 0.48 * r.random() ** 2)
     h = img["height"] * (0.02 + 0.48 * r.random() ** 2)
     return [r.uniform(0, img["width"] - w), r.uniform(0, img["height"] - h), w, h]
+
+
+def run_pycocotools(coco_gt, case: dict):
+    """pycocotools' COCOeval (bbox) of `case` against the COCO object `coco_gt` (pycocotools must be installed):
+    -> (COCOeval after summarize, the printed summary from its first " Average Precision" line)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        if case["results"]:
+            coco_dt = coco_gt.loadRes(copy.deepcopy(case["results"]))
+        else:  # loadRes rejects an empty list: a results object without annotations
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": list(coco_gt.dataset["images"]), "annotations": [],
+                               "categories": copy.deepcopy(coco_gt.dataset["categories"])}
+            coco_dt.createIndex()
+        E = COCOeval(coco_gt, coco_dt, "bbox")
+        if case["image_ids"] is not None:
+            E.params.imgIds = case["image_ids"]
+        E.evaluate()
+        E.accumulate()
+        E.summarize()
+    printed = out.getvalue()
+    return E, printed[printed.index(" Average Precision"):].rstrip("\n")

@@ -1,7 +1,6 @@
 """ssd_np.coco_eval against hand-computed values, stored pycocotools numbers and (when installed) live pycocotools."""
 
 import contextlib
-import copy
 import hashlib
 import io
 import json
@@ -16,7 +15,7 @@ from ssd_np import coco_eval
 DATA = os.path.join(os.path.dirname(__file__), "data")
 ANNOTATIONS = os.path.join(DATA, "instances_val2017_dev.json")
 sys.path.insert(0, os.path.dirname(__file__))
-from coco_cases import fingerprint, make_cases  # noqa: E402
+from coco_cases import fingerprint, make_cases, run_pycocotools  # noqa: E402
 
 with open(os.path.join(DATA, "coco_eval_expected.json")) as f:
     EXPECTED = json.load(f)
@@ -235,27 +234,6 @@ def test_stored_cases_cover_the_brief():
 
 # --- live pycocotools ------------------------------------------------------------------------------------------
 
-def _pycocotools_eval(coco_gt, case):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    with contextlib.redirect_stdout(io.StringIO()) as out:
-        if case["results"]:
-            coco_dt = coco_gt.loadRes(copy.deepcopy(case["results"]))
-        else:  # loadRes rejects an empty list: a results object without annotations
-            coco_dt = COCO()
-            coco_dt.dataset = {"images": coco_gt.dataset["images"], "annotations": [],
-                               "categories": coco_gt.dataset["categories"]}
-            coco_dt.createIndex()
-        E = COCOeval(coco_gt, coco_dt, "bbox")
-        if case["image_ids"] is not None:
-            E.params.imgIds = case["image_ids"]
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-    return E, out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def coco_gt():
     pytest.importorskip("pycocotools")
@@ -293,7 +271,7 @@ def test_bbox_iou_equals_pycocotools_mask_iou():
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_against_live_pycocotools(name, dataset, cases, coco_gt):
     case = cases[name]
-    E, printed = _pycocotools_eval(coco_gt, case)
+    E, printed = run_pycocotools(coco_gt, case)
     m = coco_eval.evaluate(dataset, case["results"], case["image_ids"])
     diffs = {key: float(np.max(np.abs(ours - np.asarray(theirs))))
              for key, ours, theirs in [("stats", m.stats, E.stats), ("precision", m.precision, E.eval["precision"]),
@@ -316,14 +294,14 @@ def test_hand_cases_against_live_pycocotools(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(tmp_path / "gt.json"))
-    E, _ = _pycocotools_eval(coco_gt, {"results": results, "image_ids": None})
+    E, _ = run_pycocotools(coco_gt, {"results": results, "image_ids": None})
     np.testing.assert_array_equal(coco_eval.evaluate(gt, results).stats, E.stats)
     # No annotations at all: every stat undefined (-1).
     gt["annotations"] = []
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(tmp_path / "gt.json"))
-    E, _ = _pycocotools_eval(coco_gt, {"results": results, "image_ids": None})
+    E, _ = run_pycocotools(coco_gt, {"results": results, "image_ids": None})
     np.testing.assert_array_equal(coco_eval.evaluate(gt, results).stats, E.stats)
     assert np.all(E.stats == -1)
 
@@ -342,7 +320,7 @@ def test_float32_boxes_area_like_pycocotools(tmp_path):
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(tmp_path / "gt.json"))
-    E, _ = _pycocotools_eval(coco_gt, {"results": results, "image_ids": None})
+    E, _ = run_pycocotools(coco_gt, {"results": results, "image_ids": None})
     m = coco_eval.evaluate(gt, results)
     np.testing.assert_array_equal(m.stats, E.stats)
     assert m.stats[3] == pytest.approx(0.5, abs=1e-12)  # the 1024-area false positive counts for small
