@@ -30,16 +30,21 @@ Anchors are ordered row, column, then anchor type; layers are concatenated. Boxe
 ``openvino_priors`` gives the same boxes as OpenVINO's converted model computes them: Model Optimizer
 (``ssd_v2_support.json``) turns each layer into a ``PriorBoxClustered`` whose widths and heights are pixel
 sizes on the 300x300 input, ``300 * scale * sqrt(a)`` and ``300 * scale / sqrt(a)`` (float64 from the config's
-decimal text: Model Optimizer parses pipeline.config itself) written to the IR with 6 significant digits; OpenVINO (``reference/prior_box_clustered.hpp``, float32) then computes, with
-``step = 300 / size`` and offset 0.5::
+decimal text: Model Optimizer parses pipeline.config itself) written to the IR with 6 significant digits;
+OpenVINO (``reference/prior_box_clustered.hpp``, float32) then computes, with ``step = 300 / size`` and
+offset 0.5::
 
     cx = (col + 0.5) * step,  cy = (row + 0.5) * step
     [xmin, ymin, xmax, ymax] = [(cx - w / 2) / 300, (cy - h / 2) / 300, (cx + w / 2) / 300, (cy + h / 2) / 300]
 
 in the same row, column, type order, but ``[xmin, ymin, xmax, ymax]`` and not bit-identical to TF's anchors.
+
+Both tables are constants: ``ssd_anchors()`` and ``openvino_priors()`` compute them once and return the same
+read-only array on every call.
 """
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
@@ -98,12 +103,19 @@ def grid_anchors(size, specs):
     return np.stack([center_y - half_h, center_x - half_w, center_y + half_h, center_x + half_w], axis=1)
 
 
+def _read_only(array):
+    array.flags.writeable = False
+    return array
+
+
+@lru_cache(maxsize=None)
 def ssd_anchors():
-    """The (1917, 4) float32 ``[ymin, xmin, ymax, xmax]`` anchors of ``Concatenate/concat``."""
+    """The (1917, 4) float32 ``[ymin, xmin, ymax, xmax]`` anchors of ``Concatenate/concat`` (computed once,
+    read-only)."""
     layers = [grid_anchors(size, specs) for size, specs in zip(FEATURE_MAP_SIZES, layer_box_specs())]
     anchors = np.concatenate(layers, axis=0).astype(F32)
     assert anchors.shape == (NUM_ANCHORS, 4)
-    return anchors
+    return _read_only(anchors)
 
 
 def openvino_prior_sizes():
@@ -130,8 +142,10 @@ def prior_box_clustered(size, widths, heights):
                      (center_x + half_w) / image, (center_y + half_h) / image], axis=1)
 
 
+@lru_cache(maxsize=None)
 def openvino_priors():
-    """The (1917, 4) float32 ``[xmin, ymin, xmax, ymax]`` priors of the OpenVINO IR (``ConcatPriorBoxesClustered``)."""
+    """The (1917, 4) float32 ``[xmin, ymin, xmax, ymax]`` priors of the OpenVINO IR (``ConcatPriorBoxesClustered``),
+    computed once, read-only."""
     layers = [prior_box_clustered(size, widths, heights)
               for size, (widths, heights) in zip(FEATURE_MAP_SIZES, openvino_prior_sizes())]
-    return np.concatenate(layers, axis=0).astype(F32)
+    return _read_only(np.concatenate(layers, axis=0).astype(F32))

@@ -13,17 +13,19 @@ float32 as the graph computes them (node names under ``Postprocessor/Decode/``):
 * boxes ``[yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2]`` (``div_4..div_7``, ``sub``, ``sub_1``, ``add_2``,
   ``add_3``), normalized ``[ymin, xmin, ymax, xmax]``, not clipped.
 
-``Exp`` is TF's kernel (``elementwise.tf_exp``: Eigen packet code, glibc ``expf`` for the last ``N % 8``); the
-other ops are single IEEE float32 operations and numpy rounds them identically.
+``Exp`` is TF's kernel (``elementwise.tf_exp``: Eigen packet code, glibc ``expf`` for the last ``N % 8``; computed
+by its compiled twin ``tf_exp_fast``); the other ops are single IEEE float32 operations and numpy rounds them
+identically.
 
 Scores (``core/post_processing`` score converter SIGMOID, logit scale 1.0): ``convert_scores =
-Sigmoid(concat_1 / 1.0)`` with TF's Sigmoid kernel (``elementwise.tf_sigmoid``), the background column 0 is
-then sliced off (``Postprocessor/Slice``).
+Sigmoid(concat_1 / 1.0)`` with TF's Sigmoid kernel (``elementwise.tf_sigmoid``, computed by ``tf_sigmoid_fast``),
+the background column 0 is then sliced off (``Postprocessor/Slice``). A float32 divided by 1.0 is itself (IEEE
+division is exact here, NaN stays NaN), so the division is not computed.
 """
 
 import numpy as np
 
-from ssd_np.elementwise import tf_exp, tf_sigmoid
+from ssd_np.elementwise import tf_exp_fast, tf_sigmoid_fast
 
 F32 = np.float32
 
@@ -57,8 +59,8 @@ def decode(box_encodings, anchors, trace=None):
     th = box_encodings[:, 2] / h_scale
     tw = box_encodings[:, 3] / w_scale
 
-    exp_tw = tf_exp(tw)
-    exp_th = tf_exp(th)
+    exp_tw = tf_exp_fast(tw)
+    exp_th = tf_exp_fast(th)
     w = exp_tw * wa
     h = exp_th * ha
     yc = ty * ha + yca
@@ -76,7 +78,7 @@ def scores(class_logits, trace=None):
     class_logits = np.asarray(class_logits, F32)
     if class_logits.ndim != 2:
         raise ValueError(f"scores needs (N, num_classes + 1) logits, got shape {class_logits.shape}")
-    converted = tf_sigmoid(class_logits / F32(1.0))
+    converted = tf_sigmoid_fast(class_logits)  # concat_1 / 1.0 == concat_1
     if trace is not None:
         trace["Postprocessor/convert_scores"] = converted[None]
         trace["Postprocessor/Slice"] = converted[None, :, 1:]

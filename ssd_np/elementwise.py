@@ -27,12 +27,23 @@ reference arithmetic instead:
 All were checked bit for bit against the real runtimes (tests/test_box_coder.py, fixtures made by
 tools/make_postprocess_cases.py); ``glibc_expf`` also against the system ``expf`` (glibc 2.36) for every float32
 in [-200, 200].
+
+Post-processing calls the compiled twins ``tf_exp_fast``, ``tf_sigmoid_fast``, ``glibc_expf_fast`` and
+``onednn_logistic_fast`` (numba, one element at a time, the same operations in the same order: no fast-math, so
+LLVM never fuses ``a*b + c``; the real FMAs of glibc and oneDNN are ``llvm.fma``, which rounds once by
+definition, where the NumPy functions emulate it in float64). tests/test_elementwise.py checks that they give the
+same bits as the NumPy functions.
 """
 
 from decimal import Decimal, getcontext
 from fractions import Fraction
 
+import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 F32 = np.float32
 F64 = np.float64
@@ -272,3 +283,231 @@ def onednn_logistic(x):
     e = onednn_exp(-np.abs(x))
     y = (e / (e + F32(1.0))).astype(F32)
     return np.where(x > 0, F32(1.0) - y, y).astype(F32)
+
+
+# --- compiled twins -----------------------------------------------------------------------------------------
+# The same float32/float64 operation sequences as the NumPy functions above, one element at a time in numba
+# (``_name1`` computes one element of ``name``; tests/test_elementwise.py compares them bit for bit). numba sets
+# no fast-math flags, so LLVM never contracts ``a*b + c``: plain arithmetic rounds exactly as NumPy does, and a
+# true FMA is ``llvm.fma``, which rounds once by definition (a libm call on a CPU without FMA; the NumPy side
+# emulates it in float64: ``fma32``, ``_glibc_expf_exact``). numba's ``np.minimum``/``np.maximum`` return NaN
+# when either operand is NaN, as NumPy's do. ``error_model="numpy"``: x / 0 gives inf/NaN, not an exception.
+
+def _llvm_fma(bits):
+    float_type = ir.FloatType() if bits == 32 else ir.DoubleType()
+    numba_type = types.float32 if bits == 32 else types.float64
+
+    @intrinsic
+    def fma(typingctx, a, b, c):
+        def codegen(context, builder, signature, args):
+            function = cgutils.get_or_insert_function(builder.module, ir.FunctionType(float_type, [float_type] * 3),
+                                                      f"llvm.fma.f{bits}")
+            return builder.call(function, args)
+        return numba_type(numba_type, numba_type, numba_type), codegen
+    return fma
+
+
+_fma_f32 = _llvm_fma(32)  # single-rounding float32 a*b + c
+_fma_f64 = _llvm_fma(64)  # single-rounding float64 a*b + c
+
+
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    """The float32 whose bit pattern is the int32 ``bits``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _f64_to_bits(typingctx, x):
+    """The uint64 bit pattern of the float64 ``x``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.uint64(types.float64), codegen
+
+
+@intrinsic
+def _f64_from_bits(typingctx, bits):
+    """The float64 whose bit pattern is the uint64 ``bits``."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.uint64), codegen
+
+
+_njit = numba.njit(cache=True, error_model="numpy")
+
+
+@_njit
+def _pow2_1(e):
+    """``_pow2``: the float32 with exponent field ``e + 127`` (int)."""
+    return _f32_from_bits(np.int32((e + 127) << 23))
+
+
+@_njit
+def _clip_to_int(m, low, high):
+    """``np.nan_to_num(np.clip(m, low, high)).astype(np.int32)`` of one float32."""
+    return np.int32(0) if m != m else np.int32(np.minimum(np.maximum(m, F32(low)), F32(high)))
+
+
+@_njit
+def _madd1(a, b, c):
+    """``_madd``: ``a*b`` rounded, then ``+ c`` rounded (never contracted to an FMA)."""
+    return a * b + c
+
+
+@_njit
+def _eigen_exp1(x):
+    x_clamped = np.minimum(x, F32(88.723))
+    m = np.floor(_madd1(x_clamped, F32(1.44269504088896341), F32(0.5)))
+    r = _madd1(m, F32(-0.693359375), x_clamped)
+    r = _madd1(m, F32(2.12194440e-4), r)
+    r2 = r * r
+    p_even = _madd1(r2, F32(1.37449637986719608306884765625e-3), F32(4.166965186595916748046875e-2))
+    p_odd = _madd1(r2, F32(8.36894474923610687255859375e-3), F32(0.16666518151760101318359375))
+    p_even = _madd1(r2, p_even, F32(0.49999988079071044921875))
+    p_low = r + F32(1.0)
+    y = _madd1(r, p_odd, p_even)
+    y = _madd1(r2, y, p_low)
+    e = min(max(_clip_to_int(m, -300, 300), -278), 278)
+    b = e >> 2
+    c = _pow2_1(b)
+    out = np.maximum(((y * c) * c) * c * _pow2_1(e - 3 * b), x)  # _eigen_ldexp(y, m)
+    return F32(0.0) if x < F32(-104.0) else out
+
+
+@_njit
+def _eigen_logistic1(x):
+    half_x = np.minimum(x, F32(16.6355324)) * F32(0.5)
+    m = np.floor(_madd1(half_x, F32(1.44269504088896341), F32(0.5)))
+    r = _madd1(m, F32(-0.693359375), half_x)
+    r = _madd1(m, F32(2.12194440e-4), r)
+    r2 = r * r
+    p_even = _madd1(r2, F32(4.1898667812347412109375e-2), F32(0.49999141693115234375))
+    p_odd = _madd1(r2, F32(8.33471305668354034423828125e-3), F32(0.16666877269744873046875))
+    p_low = r + F32(1.0)
+    p = _madd1(r, p_odd, p_even)
+    p = _madd1(r2, p, p_low)
+    e = p * _pow2_1(_clip_to_int(m, -126, 127))
+    e = e * e
+    return F32(0.0) if x < F32(-104.0) else e / (F32(1.0) + e)
+
+
+@_njit
+def _glibc_expf1(x):
+    """``_glibc_expf_exact`` with hardware FMAs (the glibc build's own arithmetic), range checks of ``glibc_expf``."""
+    if x != x:
+        return x
+    if x > _OVERFLOW_X:
+        return F32(np.inf)
+    if x < _UNDERFLOW_X:
+        return F32(0.0)
+    xd = np.float64(x)
+    kd = _fma_f64(_INV_LN2_N, xd, _SHIFT)
+    ki = _f64_to_bits(kd)
+    kd -= _SHIFT
+    r = _fma_f64(_INV_LN2_N, xd, -kd)
+    s = _f64_from_bits(_EXP_TABLE[ki % np.uint64(32)] + (ki << np.uint64(47)))  # uint64, wrapping
+    z = _fma_f64(_C0, r, _C1)
+    y = _fma_f64(_C2, r, 1.0)
+    y = _fma_f64(z, r * r, y)
+    return F32(y * s)
+
+
+@_njit
+def _eigen_scalar_logistic1(x):
+    e = _glibc_expf1(np.minimum(x, F32(16.6355324)))
+    return e / (F32(1.0) + e)
+
+
+_FLT_MIN = np.finfo(F32).tiny
+
+
+@_njit
+def _flush1(v):
+    """``flush_subnormals`` of one float32 (a subnormal becomes a zero of its sign)."""
+    return F32(0.0) * v if abs(v) < _FLT_MIN else v
+
+
+@_njit
+def _tf_exp_kernel(x):  # (n,) -> (n,)
+    out = np.empty_like(x)
+    n_packet = len(x) - len(x) % TF_PACKET_SIZE
+    for i in range(n_packet):
+        out[i] = _flush1(_eigen_exp1(x[i]))
+    for i in range(n_packet, len(x)):
+        out[i] = _flush1(_glibc_expf1(x[i]))
+    return out
+
+
+@_njit
+def _tf_sigmoid_kernel(x):  # (n,) -> (n,)
+    out = np.empty_like(x)
+    n_packet = len(x) - len(x) % TF_PACKET_SIZE
+    for i in range(n_packet):
+        out[i] = _flush1(_eigen_logistic1(x[i]))
+    for i in range(n_packet, len(x)):
+        out[i] = _flush1(_eigen_scalar_logistic1(x[i]))
+    return out
+
+
+@_njit
+def _glibc_expf_kernel(x):  # (n,) -> (n,)
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        out[i] = _glibc_expf1(x[i])
+    return out
+
+
+_EXP_P5, _EXP_P4, _EXP_P3, _EXP_P2, _EXP_P1 = _EXP_POLY
+
+
+@_njit
+def _onednn_logistic1(x):
+    v = -abs(x)
+    underflow = v < _LN_FLT_MIN
+    v = np.maximum(np.minimum(v, _LN_FLT_MAX), _LN_FLT_MIN)
+    n = np.floor(v * _LOG2E + F32(0.5))
+    r = _fma_f32(-n, _LN2, v)
+    scale = F32(0.0) if underflow else _pow2_1(np.int32(0) if n != n else np.int32(n - F32(1.0)))
+    p = _fma_f32(_EXP_P5, r, _EXP_P4)
+    p = _fma_f32(p, r, _EXP_P3)
+    p = _fma_f32(p, r, _EXP_P2)
+    p = _fma_f32(p, r, _EXP_P1)
+    p = _fma_f32(p, r, F32(1.0))
+    e = p * scale * F32(2.0)
+    y = e / (e + F32(1.0))
+    return F32(1.0) - y if x > F32(0.0) else y
+
+
+@_njit
+def _onednn_logistic_kernel(x):  # (n,) -> (n,)
+    out = np.empty_like(x)
+    for i in range(len(x)):
+        out[i] = _onednn_logistic1(x[i])
+    return out
+
+
+def _elementwise_fast(kernel, x):
+    x = np.asarray(x, F32)
+    return kernel(np.ascontiguousarray(x).reshape(-1)).reshape(x.shape)
+
+
+def tf_exp_fast(x):
+    """``tf_exp``, compiled."""
+    return _elementwise_fast(_tf_exp_kernel, x)
+
+
+def tf_sigmoid_fast(x):
+    """``tf_sigmoid``, compiled."""
+    return _elementwise_fast(_tf_sigmoid_kernel, x)
+
+
+def glibc_expf_fast(x):
+    """``glibc_expf``, compiled."""
+    return _elementwise_fast(_glibc_expf_kernel, x)
+
+
+def onednn_logistic_fast(x):
+    """``onednn_logistic``, compiled."""
+    return _elementwise_fast(_onednn_logistic_kernel, x)

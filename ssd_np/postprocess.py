@@ -34,14 +34,21 @@ detection_output.cpp, caffe style, ``share_location``) on the IR Model Optimizer
 5. Rows ``[0, c, confidence, xmin, ymin, xmax, ymax]`` ordered by class ascending, then confidence descending
    (prior ascending on ties), coordinates clamped to [0, 1] after NMS; the row after the last detection has
    image_id -1, all other rows are 0. Shape (1, 1, 100, 7).
+
+TF's step 2 and OpenVINO's steps 3-4 are written twice: ``multiclass_nms`` and ``openvino_detections`` in NumPy (the
+readable definitions), and their compiled numba twins ``multiclass_nms_fast`` and ``openvino_detections_fast``
+(the same float32 operations and orderings, one loop per class), which ``tf_outputs`` and ``detection_out`` use.
+tests/test_postprocess.py checks that both give the same arrays, bit for bit.
 """
 
+import numba
 import numpy as np
 
 from ssd_np import box_coder
 from ssd_np.anchors import NUM_ANCHORS, openvino_priors
-from ssd_np.elementwise import glibc_expf, onednn_logistic
-from ssd_np.nms import nms_openvino, non_max_suppression_v2
+from ssd_np.elementwise import glibc_expf_fast, onednn_logistic_fast
+from ssd_np.nms import (argsort_by_score, nms_openvino, nms_openvino_fast, non_max_suppression_v2,
+                        non_max_suppression_v2_fast)
 
 F32 = np.float32
 
@@ -93,6 +100,42 @@ def multiclass_nms(boxes, class_scores):
     return np.concatenate(kept_boxes), np.concatenate(kept_scores), np.concatenate(kept_classes)
 
 
+@numba.njit(cache=True, error_model="numpy")
+def _multiclass_nms_kernel(boxes, class_scores, score_threshold, iou_threshold, max_per_class):
+    num_boxes, num_classes = class_scores.shape
+    clipped = np.empty((num_boxes, 4), np.float32)  # one class's candidates, reused
+    scores = np.empty(num_boxes, np.float32)
+    capacity = num_classes * min(max_per_class, num_boxes)
+    kept_boxes = np.empty((capacity, 4), np.float32)
+    kept_scores = np.empty(capacity, np.float32)
+    kept_classes = np.empty(capacity, np.float32)
+    count = 0
+    for k in range(num_classes):
+        n = 0
+        for i in range(num_boxes):
+            if not class_scores[i, k] > score_threshold:
+                continue
+            for j in range(4):
+                clipped[n, j] = np.maximum(np.minimum(boxes[i, j], np.float32(1.0)), np.float32(0.0))
+            if (clipped[n, 2] - clipped[n, 0]) * (clipped[n, 3] - clipped[n, 1]) > np.float32(0.0):
+                scores[n] = class_scores[i, k]
+                n += 1
+        selected = non_max_suppression_v2_fast(clipped[:n], scores[:n], min(max_per_class, n), iou_threshold)
+        for a in range(len(selected)):  # (index loops: iterating over arrays is slow to compile)
+            for j in range(4):
+                kept_boxes[count, j] = clipped[selected[a], j]
+            kept_scores[count] = scores[selected[a]]
+            kept_classes[count] = k
+            count += 1
+    return kept_boxes[:count], kept_scores[:count], kept_classes[:count]
+
+
+def multiclass_nms_fast(boxes, class_scores):
+    """``multiclass_nms``, compiled (the same arrays, bit for bit)."""
+    return _multiclass_nms_kernel(np.asarray(boxes, F32), np.asarray(class_scores, F32), SCORE_THRESHOLD,
+                                  IOU_THRESHOLD, MAX_DETECTIONS_PER_CLASS)
+
+
 def tf_outputs(box_encodings, class_logits, anchors, trace=None):
     """TF's four outputs for one image from (1917, 4) ``concat``, (1917, 91) ``concat_1`` and the anchors.
 
@@ -104,7 +147,7 @@ def tf_outputs(box_encodings, class_logits, anchors, trace=None):
     anchors = np.asarray(anchors, F32)
     boxes = box_coder.decode(box_encodings, anchors, trace)
     scores = box_coder.scores(class_logits, trace)[:, 1:]
-    nms_boxes, nms_scores, nms_classes = multiclass_nms(boxes, scores)
+    nms_boxes, nms_scores, nms_classes = multiclass_nms_fast(boxes, scores)
 
     order = np.argsort(-nms_scores, kind="stable")[:MAX_TOTAL_DETECTIONS]  # TopKV2: ties to the lower position
     count = len(order)
@@ -139,8 +182,8 @@ def decode_openvino(box_encodings, priors):
     prior_cy = (prior_ymin + prior_ymax) / F32(2.0)
     cx = var_x * loc_x * prior_w + prior_cx
     cy = var_y * loc_y * prior_h + prior_cy
-    w = glibc_expf(var_w * loc_w) * prior_w
-    h = glibc_expf(var_h * loc_h) * prior_h
+    w = glibc_expf_fast(var_w * loc_w) * prior_w
+    h = glibc_expf_fast(var_h * loc_h) * prior_h
     boxes = np.stack([cx - w / F32(2.0), cy - h / F32(2.0), cx + w / F32(2.0), cy + h / F32(2.0)], axis=1)
     sizes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     return boxes.astype(F32), sizes.astype(F32)
@@ -152,17 +195,9 @@ def _clamp01(v):
     return np.where(F32(0.0) < upper, upper, F32(0.0)).astype(F32)
 
 
-def detection_out(box_encodings, class_logits, priors=None, trace=None):
-    """OpenVINO ``detection_out`` (1, 1, 100, 7) for one image from TF-order ``concat`` and ``concat_1``.
-
-    ``priors`` (1917, 4) ``[xmin, ymin, xmax, ymax]`` default to ``anchors.openvino_priors()``.
-    ``trace`` receives the confidences ``do_ExpandDims_conf/sigmoid`` (1, 1, 1917, 91) and ``DetectionOutput``.
-    """
-    box_encodings, class_logits = _check_inputs(box_encodings, class_logits)
-    priors = openvino_priors() if priors is None else np.asarray(priors, F32)
-    confidences = onednn_logistic(class_logits)  # (P, 91)
-    boxes, sizes = decode_openvino(box_encodings, priors)
-
+def openvino_detections(confidences, boxes, sizes):
+    """Steps 3 and 4: (P, 91) confidences, decoded (P, 4) boxes and (P,) sizes -> the detections' classes and
+    prior indices (int64), in row order."""
     kept = {}  # class -> prior indices after NMS, in order
     for c in range(1, NUM_CLASSES + 1):
         conf = confidences[:, c]
@@ -176,13 +211,76 @@ def detection_out(box_encodings, class_logits, priors=None, trace=None):
         conf = confidences[prior_ids, classes]
         best = np.lexsort((classes, prior_ids, -conf))[:OPENVINO_KEEP_TOP_K]
         kept = {c: prior_ids[best][classes[best] == c] for c in kept}
+    classes = np.concatenate([np.full(len(p), c, np.int64) for c, p in kept.items()])
+    return classes, np.concatenate(list(kept.values())).astype(np.int64)
 
-    rows = np.zeros((OPENVINO_NUM_ROWS, 7), F32)
+
+@numba.njit(cache=True, error_model="numpy")
+def _openvino_detections_kernel(confidences, boxes, sizes, score_threshold, iou_threshold, top_k, keep_top_k):
+    num_priors, num_labels = confidences.shape
+    above = np.empty(num_priors, np.int64)  # one class's candidates, reused
+    conf = np.empty(num_priors, np.float32)
+    classes = np.empty((num_labels - 1) * top_k, np.int64)
+    prior_ids = np.empty(len(classes), np.int64)
     count = 0
-    for c, prior_ids in kept.items():
-        for p in prior_ids:
-            rows[count] = [0.0, c, confidences[p, c], *_clamp01(boxes[p])]
+    for c in range(1, num_labels):
+        n = 0
+        for p in range(num_priors):
+            if confidences[p, c] > score_threshold:
+                above[n] = p
+                conf[n] = confidences[p, c]
+                n += 1
+        order = argsort_by_score(conf[:n], above[:n])[:top_k]  # confidence descending, prior ascending
+        top = np.empty(len(order), np.int64)
+        for i in range(len(order)):
+            top[i] = above[order[i]]
+        kept = nms_openvino_fast(top, boxes, sizes, iou_threshold)
+        for i in range(len(kept)):  # (index loops: iterating over arrays is slow to compile)
+            classes[count] = c
+            prior_ids[count] = kept[i]
             count += 1
+    if count <= keep_top_k:
+        return classes[:count], prior_ids[:count]
+    classes, prior_ids = classes[:count], prior_ids[:count]
+    kept_conf = np.empty(count, np.float32)
+    for i in range(count):
+        kept_conf[i] = confidences[prior_ids[i], classes[i]]
+    best = argsort_by_score(kept_conf, prior_ids * num_labels + classes)[:keep_top_k]  # then prior, class
+    kept_classes = np.empty(len(best), np.int64)  # grouped by class, in that order
+    kept_prior_ids = np.empty(len(best), np.int64)
+    r = 0
+    for c in range(1, num_labels):
+        for i in range(len(best)):
+            if classes[best[i]] == c:
+                kept_classes[r] = c
+                kept_prior_ids[r] = prior_ids[best[i]]
+                r += 1
+    return kept_classes, kept_prior_ids
+
+
+def openvino_detections_fast(confidences, boxes, sizes):
+    """``openvino_detections``, compiled (the same arrays)."""
+    return _openvino_detections_kernel(np.asarray(confidences, F32), np.asarray(boxes, F32), np.asarray(sizes, F32),
+                                       SCORE_THRESHOLD, IOU_THRESHOLD, OPENVINO_TOP_K, OPENVINO_KEEP_TOP_K)
+
+
+def detection_out(box_encodings, class_logits, priors=None, trace=None):
+    """OpenVINO ``detection_out`` (1, 1, 100, 7) for one image from TF-order ``concat`` and ``concat_1``.
+
+    ``priors`` (1917, 4) ``[xmin, ymin, xmax, ymax]`` default to ``anchors.openvino_priors()``.
+    ``trace`` receives the confidences ``do_ExpandDims_conf/sigmoid`` (1, 1, 1917, 91) and ``DetectionOutput``.
+    """
+    box_encodings, class_logits = _check_inputs(box_encodings, class_logits)
+    priors = openvino_priors() if priors is None else np.asarray(priors, F32)
+    confidences = onednn_logistic_fast(class_logits)  # (P, 91)
+    boxes, sizes = decode_openvino(box_encodings, priors)
+    classes, prior_ids = openvino_detections_fast(confidences, boxes, sizes)
+
+    count = len(classes)
+    rows = np.zeros((OPENVINO_NUM_ROWS, 7), F32)
+    rows[:count, 1] = classes
+    rows[:count, 2] = confidences[prior_ids, classes]
+    rows[:count, 3:] = _clamp01(boxes[prior_ids])
     if count < OPENVINO_NUM_ROWS:
         rows[count, 0] = -1.0
     out = rows[None, None]

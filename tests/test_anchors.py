@@ -101,3 +101,10 @@ def test_openvino_priors_bit_exact_with_openvino(references):
 def test_openvino_priors_are_the_anchors_in_xy_order():
     """Same boxes up to float rounding, with x and y swapped."""
     np.testing.assert_allclose(anchors.openvino_priors(), anchors.ssd_anchors()[:, [1, 0, 3, 2]], atol=2e-6)
+
+
+def test_tables_are_computed_once_and_read_only():
+    for table in (anchors.ssd_anchors, anchors.openvino_priors):
+        assert table() is table()
+        with pytest.raises(ValueError, match="read-only"):
+            table()[0, 0] = 0.0

@@ -1,13 +1,15 @@
 """Both post-processing paths: hand-built scenes, then every fixture made by the real TF graph and the real
 OpenVINO IR (tests/data/postprocess/*.npz, see tools/make_postprocess_cases.py): same rows, same order,
-values within 1e-6 (in fact bit-exact)."""
+values within 1e-6 (in fact bit-exact). Last, the compiled selection kernels (``multiclass_nms_fast``,
+``openvino_detections_fast``) against their NumPy twins on the fixtures, the goldens and random scenes."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ssd_np import anchors, postprocess
+from golden import golden_files, golden_id, load_golden
+from ssd_np import anchors, box_coder, elementwise, postprocess
 
 F32 = np.float32
 DATA = Path(__file__).parent / "data" / "postprocess"
@@ -162,3 +164,79 @@ def test_reference_orderings(case):
     assert np.all(np.diff(rows[:, 1]) >= 0)
     for label in np.unique(rows[:, 1]):
         assert np.all(np.diff(rows[rows[:, 1] == label, 2]) <= 0)
+
+
+# --- compiled twins ----------------------------------------------------------------------------------------------
+
+def pre_nms_inputs():
+    """(id, TF-order box encodings (1917, 4), logits (1917, 91)) of every fixture and golden (TF's and OpenVINO's)."""
+    inputs = []
+    for case in CASES:
+        data = np.load(DATA / f"{case}.npz")
+        inputs.append((case, data["box_encodings"], data["class_logits"]))
+    for path in golden_files():
+        golden, _ = load_golden(path)
+        name = golden_id(path)
+        inputs.append((f"{name}/tf", golden["concat"].reshape(1917, 4), golden["concat_1"].reshape(1917, 91)))
+        inputs.append((f"{name}/openvino", golden["openvino/box_encodings"], golden["openvino/class_logits"]))
+    return inputs
+
+
+def random_scene(seed):
+    """Box encodings pushing boxes across and out of the window, logits on a few levels (equal scores within and
+    across classes), hundreds of candidates in some classes: every branch of both selections."""
+    rng = np.random.default_rng(seed)
+    box_encodings = rng.normal(0, 4, (1917, 4)).astype(F32)
+    box_encodings[rng.random(1917) < 0.05, 2] = -200.0  # zero height
+    class_logits = np.full((1917, 91), -6.0, F32)
+    busy = rng.choice(np.arange(1, 91), 12, replace=False)
+    for c in busy:
+        rows = rng.choice(1917, int(rng.integers(50, 400)), replace=False)
+        class_logits[rows, c] = rng.integers(-3, 6, len(rows)).astype(F32) / F32(2)
+    class_logits[rng.random((1917, 91)) < 0.002] = 1.0
+    return box_encodings, class_logits
+
+
+def assert_identical(name, ours, twin):
+    assert len(ours) == len(twin)
+    worst = 0.0
+    for a, b in zip(ours, twin):
+        assert a.dtype == b.dtype and a.shape == b.shape, f"{name}: {a.dtype} {a.shape} != {b.dtype} {b.shape}"
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{name}: values differ"  # bit for bit
+        if a.size:
+            worst = max(worst, float(np.abs(a.astype(np.float64) - b).max()))
+    return worst
+
+
+def test_fast_selections_equal_twins_on_fixtures_and_goldens():
+    inputs = pre_nms_inputs()
+    worst, detections, rows = 0.0, 0, 0
+    for name, box_encodings, class_logits in inputs:
+        boxes = box_coder.decode(box_encodings, anchors.ssd_anchors())
+        scores = box_coder.scores(class_logits)[:, 1:]
+        twin = postprocess.multiclass_nms(boxes, scores)
+        worst = max(worst, assert_identical(f"{name} TF", postprocess.multiclass_nms_fast(boxes, scores), twin))
+        detections += len(twin[0])
+        confidences = elementwise.onednn_logistic_fast(class_logits)
+        ov_boxes, sizes = postprocess.decode_openvino(box_encodings, anchors.openvino_priors())
+        twin = postprocess.openvino_detections(confidences, ov_boxes, sizes)
+        ours = postprocess.openvino_detections_fast(confidences, ov_boxes, sizes)
+        worst = max(worst, assert_identical(f"{name} OpenVINO", ours, twin))
+        rows += len(twin[0])
+    print(f"{len(inputs)} inputs, {detections} TF NMS survivors, {rows} OpenVINO rows: max difference {worst}")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fast_selections_equal_twins_on_random_scenes(seed):
+    box_encodings, class_logits = random_scene(seed)
+    boxes = box_coder.decode(box_encodings, anchors.ssd_anchors())
+    scores = box_coder.scores(class_logits)[:, 1:]
+    twin = postprocess.multiclass_nms(boxes, scores)
+    worst = assert_identical("TF", postprocess.multiclass_nms_fast(boxes, scores), twin)
+    confidences = elementwise.onednn_logistic_fast(class_logits)
+    ov_boxes, sizes = postprocess.decode_openvino(box_encodings, anchors.openvino_priors())
+    ov_twin = postprocess.openvino_detections(confidences, ov_boxes, sizes)
+    worst = max(worst, assert_identical("OpenVINO", postprocess.openvino_detections_fast(confidences, ov_boxes, sizes),
+                                        ov_twin))
+    assert len(ov_twin[0]) == postprocess.OPENVINO_KEEP_TOP_K  # keep_top_k cut
+    print(f"seed {seed}: {len(twin[0])} TF survivors, {len(ov_twin[0])} OpenVINO rows, max difference {worst}")
