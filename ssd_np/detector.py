@@ -50,7 +50,6 @@ class Detector:
     """ssd_mobilenet_v2_coco with the weights of one HDF5 file."""
 
     def __init__(self, weights: dict[str, np.ndarray], source: str = "in-memory weights", genuine: bool = False):
-        self.weights = weights
         self.layers = model.prepare(weights)  # packed once; the forward pass reads only these
         self.source = source
         self.genuine = genuine

@@ -16,7 +16,7 @@ Summed over the input channels, the element-by-element product becomes 16 matrix
 e = (a, b) of the 4x4 tile:
 
     V[e] (tiles, cin) = (B^T d B)[a, b]   of every tile and channel   (`_input_transform`: additions only)
-    U[e] (cin, cout)  = (G g G^T)[a, b]   of every kernel             (`prepare`, once, in float64)
+    U[e] (cin, cout)  = (G g G^T)[a, b]   of every kernel             (`prepare`, once, rounded once)
     M[e] (tiles, cout) = V[e] @ U[e]                                  (`_batched_gemm`: the register tile)
     y[2ty + i, 2tx + j, n] = (A^T M A)[i, j] + bias[n]                (`_output_transform`)
 
@@ -34,7 +34,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ssd_np.kernels import LANES, MR, NR, _check_hwc, _tile_sums, empty_aligned, pack_weights, vsplat, vstore
+from ssd_np.kernels import LANES, MR, NR, _check_hwc, _tile_sums, empty_aligned, vsplat, vstore
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
@@ -49,9 +49,15 @@ class Winograd(NamedTuple):
     bias: np.ndarray  # (cout,)
 
 
-def transform_weights(w: np.ndarray) -> np.ndarray:
-    """U = G g G^T for every (cin, cout) kernel of w (3, 3, cin, cout): (4, 4, cin, cout), float64 rounded once."""
-    return np.einsum("ai,ijcn,bj->abcn", G, w.astype(np.float64), G).astype(np.float32)
+def transform_weights(w: np.ndarray, a: int, b: int) -> np.ndarray:
+    """U[a, b] = (G g G^T)[a, b] for every (cin, cout) kernel g of w (3, 3, cin, cout): (cin, cout), the nine
+    terms summed in float64 and rounded once to float32."""
+    u = np.zeros(w.shape[2:], np.float64)
+    for i in range(3):
+        for j in range(3):
+            if G[a, i] * G[b, j] != 0.0:
+                u += (G[a, i] * G[b, j]) * w[i, j].astype(np.float64)
+    return u.astype(np.float32)
 
 
 def prepare(w: np.ndarray, bias: np.ndarray) -> Winograd:
@@ -60,11 +66,15 @@ def prepare(w: np.ndarray, bias: np.ndarray) -> Winograd:
         raise ValueError(f"winograd: expected float32 weights (3, 3, cin, cout) and biases (cout,), "
                          f"got {w.dtype} {w.shape} and {bias.shape}")
     cin, cout = w.shape[2:]
-    u = transform_weights(w).reshape(16, 1, 1, cin, cout)
-    packed = np.stack([pack_weights(u[e]) for e in range(16)])
-    aligned = empty_aligned(packed.shape)
-    aligned[:] = packed
-    return Winograd(aligned, cin, cout, np.ascontiguousarray(bias, np.float32))
+    panels = -(-cout // NR)
+    packed = empty_aligned((16, panels, cin, NR))
+    packed[:] = 0.0
+    for e in range(16):
+        u = transform_weights(w, e // 4, e % 4)  # (cin, cout)
+        for p in range(panels):
+            n = min(NR, cout - p * NR)
+            packed[e, p, :, :n] = u[:, p * NR:p * NR + n]
+    return Winograd(packed, cin, cout, np.ascontiguousarray(bias, np.float32))
 
 
 @numba.njit(parallel=True, cache=True)
@@ -183,7 +193,8 @@ def conv3x3_bias_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarr
     d = np.stack([xp[2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] for ty in range(tiles_y) for tx in range(tiles_x)])
     b_t, a_t = B_T.astype(np.float32), A_T.astype(np.float32)
     v = np.einsum("ai,tijc,bj->tabc", b_t, d, b_t)  # (tiles, 4, 4, cin)
-    m = np.einsum("tabc,abcn->tabn", v, transform_weights(w))  # (tiles, 4, 4, cout)
+    u = np.stack([np.stack([transform_weights(w, a, b) for b in range(4)]) for a in range(4)])  # (4, 4, cin, cout)
+    m = np.einsum("tabc,abcn->tabn", v, u)  # (tiles, 4, 4, cout)
     y = np.einsum("ia,tabn,jb->tijn", a_t, m, a_t)  # (tiles, 2, 2, cout)
     y = y.reshape(tiles_y, tiles_x, 2, 2, -1).transpose(0, 2, 1, 3, 4).reshape(2 * tiles_y, 2 * tiles_x, -1)
     return y[:h, :wd] + bias
