@@ -293,10 +293,12 @@ def _patch_offset(iy, ix, h, wd, cin):
 
 
 @numba.njit(cache=True, inline="always")
-def _tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc):
+def _tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True):
     """The register tile: acc (12 vectors: 6 pixel rows x 2 column vectors) + the products of n consecutive
     patch elements, src[a_i + c] (pixel row i) times the packed weight rows b[k + c*NR : ... + NR], c < n,
-    accumulated in order with FMA. narrow: the panel's second column vector is past cout (left as it is)."""
+    accumulated in order with FMA. narrow: the panel's second column vector is past cout (left as it is).
+    six=False: a tile of 5 rows (row 5 left as it is). Pass narrow and six as constants: each combination
+    compiles to its own loop."""
     s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
     if narrow:
         for c in range(n):
@@ -307,7 +309,8 @@ def _tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc):
             s20 = vfma(vbroadcast(src, a2 + c), b0, s20)
             s30 = vfma(vbroadcast(src, a3 + c), b0, s30)
             s40 = vfma(vbroadcast(src, a4 + c), b0, s40)
-            s50 = vfma(vbroadcast(src, a5 + c), b0, s50)
+            if six:
+                s50 = vfma(vbroadcast(src, a5 + c), b0, s50)
         return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51
     for c in range(n):
         b0 = vload(b, k)
@@ -328,9 +331,10 @@ def _tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc):
         v = vbroadcast(src, a4 + c)
         s40 = vfma(v, b0, s40)
         s41 = vfma(v, b1, s41)
-        v = vbroadcast(src, a5 + c)
-        s50 = vfma(v, b0, s50)
-        s51 = vfma(v, b1, s51)
+        if six:
+            v = vbroadcast(src, a5 + c)
+            s50 = vfma(v, b0, s50)
+            s51 = vfma(v, b1, s51)
     return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51
 
 

@@ -104,11 +104,11 @@ def _input_transform(xp, tiles_x, tiles, v):
 
 
 @numba.njit(parallel=True, cache=True)
-def _batched_gemm(v, packed, m):
+def _batched_gemm(v, packed, rows, m):
     """m[e] (tiles, panels * NR) = v[e] (tiles, cin) @ U[e] for the 16 positions e, U[e] packed (panels, cin, NR).
 
-    tiles is a multiple of MR. Parallel over jobs (e, panel); in a job, MR x NR register tiles summed over cin
-    in order with FMA."""
+    Register tiles of `rows` (6 = MR, or 5) x NR outputs, summed over cin in order with FMA; tiles is a multiple
+    of `rows` (5 when it saves padding: the 10x10 map's 25 tiles). Parallel over jobs (e, panel)."""
     positions, tiles, cin = v.shape
     panels = packed.shape[1]
     width = m.shape[2]
@@ -118,17 +118,25 @@ def _batched_gemm(v, packed, m):
         src = v[e].reshape(tiles * cin)
         b = packed[e, job % panels].reshape(cin * NR)
         out = m[e].reshape(tiles * width)
-        for p in range(0, tiles, MR):
+        for p in range(0, tiles, rows):
             zero = vsplat(0.0)
             acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
-            acc = _tile_sums(src, p * cin, (p + 1) * cin, (p + 2) * cin, (p + 3) * cin, (p + 4) * cin,
-                             (p + 5) * cin, b, 0, cin, False, acc)
+            a = p * cin
+            if rows == MR:
+                acc = _tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a + 5 * cin, b, 0, cin,
+                                 False, acc, True)
+            else:
+                acc = _tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a, b, 0, cin,
+                                 False, acc, False)
             s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
             o = p * width + j0
-            for v0, v1 in ((s00, s01), (s10, s11), (s20, s21), (s30, s31), (s40, s41), (s50, s51)):
+            for v0, v1 in ((s00, s01), (s10, s11), (s20, s21), (s30, s31), (s40, s41)):
                 vstore(out, o, v0)
                 vstore(out, o + LANES, v1)
                 o += width
+            if rows == MR:
+                vstore(out, o, s50)
+                vstore(out, o + LANES, s51)
 
 
 @numba.njit(parallel=True, cache=True)
@@ -170,11 +178,12 @@ def conv3x3_bias(x: np.ndarray, wg: Winograd) -> np.ndarray:
     tiles = tiles_y * tiles_x
     xp = np.zeros((2 * tiles_y + 2, 2 * tiles_x + 2, cin), np.float32)  # (H', W', cin): SAME padding and more
     xp[1:h + 1, 1:w + 1] = x
-    v = empty_aligned((16, -(-tiles // MR) * MR, cin))  # (16, tiles rounded up to MR, cin)
+    rows = 5 if -(-tiles // 5) * 5 < -(-tiles // MR) * MR else MR  # register tile rows: the least padding
+    v = empty_aligned((16, -(-tiles // rows) * rows, cin))  # (16, tiles rounded up to `rows`, cin)
     v[:, tiles:] = 0.0
     _input_transform(xp, tiles_x, tiles, v)
     m = empty_aligned((16, v.shape[1], wg.packed.shape[1] * NR))  # (16, tiles, panels * NR)
-    _batched_gemm(v, wg.packed, m)
+    _batched_gemm(v, wg.packed, rows, m)
     y = empty_aligned((h, w, wg.cout))
     _output_transform(m, wg.bias, tiles_x, y)
     return y
