@@ -53,6 +53,7 @@ Every numba kernel has a plain-NumPy twin (`*_ref`, section at the end) used by 
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numba
@@ -90,7 +91,7 @@ ALIGN = 64  # bytes: a cache line; a vector load or store that straddles two lin
 
 def empty_aligned(shape: tuple[int, ...] | int) -> np.ndarray:
     """np.empty(shape, float32) whose data starts on a cache line (numpy only guarantees 16 bytes)."""
-    n = int(np.prod(shape))
+    n = math.prod(shape) if isinstance(shape, tuple) else shape
     buffer = np.empty(n + ALIGN // 4, np.float32)
     start = (-buffer.ctypes.data % ALIGN) // 4
     return buffer[start:start + n].reshape(shape)
