@@ -23,8 +23,9 @@ e = (a, b) of the 4x4 tile:
 2.25x fewer multiply-adds than the direct sum for even map sizes (19x19: 2.03x, its tiles cover 20x20).
 Numerically only the float32 rounding differs from the direct sum: the transforms are exact up to one rounding
 per addition (the weights' transform is computed in float64 and rounded once). tests/test_winograd.py bounds
-the difference to the direct convolution, and the layer goldens check the box predictors against TF's tensors
-within TF's own spread (tests/test_golden.py).
+the difference to the exact convolution (a rounding-error bound, like the direct sum's), and the layer goldens
+check the box predictors against TF's tensors within TF's own spread (tests/test_golden.py).
+Stride 1 only (all the box predictors).
 """
 from __future__ import annotations
 
