@@ -335,7 +335,8 @@ def _f64_from_bits(typingctx, bits):
     return types.float64(types.uint64), codegen
 
 
-_njit = numba.njit(cache=True, error_model="numpy")
+# error_model="numpy": x / 0 gives inf or NaN as in NumPy; nogil: `ssd-np detect --jobs N` threads run at once
+_njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 
 @_njit

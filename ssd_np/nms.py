@@ -113,7 +113,8 @@ def nms_openvino(candidates, boxes, sizes, nms_threshold):
 # semantics in numba; ``min``/``max`` of the single box are Python's). tests/test_nms.py compares them with
 # the functions above.
 
-_njit = numba.njit(cache=True, error_model="numpy")
+# error_model="numpy": x / 0 gives inf or NaN as in NumPy; nogil: `ssd-np detect --jobs N` threads run at once
+_njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 
 @_njit

@@ -100,7 +100,7 @@ def multiclass_nms(boxes, class_scores):
     return np.concatenate(kept_boxes), np.concatenate(kept_scores), np.concatenate(kept_classes)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _multiclass_nms_kernel(boxes, class_scores, score_threshold, iou_threshold, max_per_class):
     num_boxes, num_classes = class_scores.shape
     clipped = np.empty((num_boxes, 4), np.float32)  # one class's candidates, reused
@@ -215,7 +215,7 @@ def openvino_detections(confidences, boxes, sizes):
     return classes, np.concatenate(list(kept.values())).astype(np.int64)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", nogil=True)
 def _openvino_detections_kernel(confidences, boxes, sizes, score_threshold, iou_threshold, top_k, keep_top_k):
     num_priors, num_labels = confidences.shape
     above = np.empty(num_priors, np.int64)  # one class's candidates, reused

@@ -1,11 +1,11 @@
 """Deterministic synthetic COCO bbox result sets for checking ssd_np.coco_eval against pycocotools.
 
 Shared by tests/test_coco_eval.py and tools/make_coco_eval_expected.py (which stores pycocotools' numbers for
-every case in tests/data/coco_eval_expected.json), as is `run_pycocotools`, the one way both run pycocotools. Each case is built from its own seeded
-np.random.default_rng and uses only its uniform, normal, integers, choice and permutation streams and
-+ - * / (no exp or log, whose last bit differs between NumPy versions), so NumPy 1.26 (ref venv) and 2.x
-make the same cases. Results hold plain Python floats and ints; `fingerprint` hashes a case so a change in
-the generator is detected instead of compared against stale numbers.
+every case in tests/data/coco_eval_expected.json), as is `run_pycocotools`, the one way both run pycocotools.
+Each case is built from its own seeded np.random.default_rng and uses only its uniform, normal, integers,
+choice and permutation streams and + - * / (no exp or log, whose last bit differs between NumPy versions), so
+NumPy 1.26 (ref venv) and 2.x make the same cases. Results hold plain Python floats and ints; `fingerprint`
+hashes a case so a change in the generator is detected instead of compared against stale numbers.
 """
 
 import contextlib

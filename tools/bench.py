@@ -426,7 +426,8 @@ def report(args, results: dict[int, dict], build_info: dict, extras: dict) -> st
         base = batch[0]["rate"]
         lines += [f"`ssd-np detect` on {batch[0]['images']} images (images/s: ssd-np's own rate, once the weights "
                   f"are loaded; wall: the whole command):", "",
-                  "| run | images/s | vs `--jobs 1`, 1 thread | wall s | ssd-np's own summary |", "|---|---|---|---|---|"]
+                  "| run | images/s | vs `--jobs 1`, 1 thread | wall s | ssd-np's own summary |",
+                  "|---|---|---|---|---|"]
         for row in batch:
             lines.append(f"| {row['label']} | {row['rate']:.2f} | {row['rate'] / base:.2f}x | {row['wall']:.1f} | "
                          f"{row['own']} |")

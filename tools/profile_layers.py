@@ -6,8 +6,8 @@ Stages: preprocess (`preprocess.preprocess`), backbone (`mobilenet_v2.feature_ma
 (`box_predictor.predict`), post-processing (`postprocess.tf_outputs`), with the layers prepared once
 (`model.prepare`, as `Detector` does), stand-in weights (seed 1, "sparse"). Reports min and median over `--runs`
 calls after 3 warm-up calls. `--layers` also times every kernel call (`kernels.conv_bn_act`,
-`kernels.depthwise3x3_bn_act`, `kernels.inverted_residual`, `box_predictor.conv_bias`) by wrapping them, listed by cost (min over the
-runs). The machine may be shared: compare min with min, in one process.
+`kernels.depthwise3x3_bn_act`, `kernels.inverted_residual`, `box_predictor.conv_bias`) by wrapping them, listed
+by cost (min over the runs). The machine may be shared: compare min with min, in one process.
 """
 from __future__ import annotations
 
