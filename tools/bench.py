@@ -29,7 +29,8 @@ What it measures (the performance issue's protocol):
 4. Peak RSS (`ru_maxrss`) of a fresh `--ssd-python` process that loads the weights and detects one 640x480 image.
 5. Batch throughput of `ssd-np detect` (`--ssd-python -m ssd_np.cli detect`) on `--batch-images` images
    (COCO development images, else the repo's test images): `--jobs 1` with one numba thread (the single-image
-   rate on one core), `--jobs 1` with the default threads, and `--jobs 2`. The rate compared is ssd-np's own
+   rate on one core), `--jobs 1` with the default threads, and `--jobs 2`, `--batch-rounds` rounds of the three,
+   interleaved, the median run of each reported. The rate compared is ssd-np's own
    (images / time after the weights are loaded: decoding, model, writing); the wall time of the whole command
    is shown beside it.
 6. `--asm`: `tools/inspect_asm.py` reports whether numba's machine code for ssd_np's kernels uses AVX-512/AVX2
@@ -280,21 +281,30 @@ def peak_rss(python: str, h5: str, work: Path, env: dict) -> dict:
     return out
 
 
-def batch_throughput(python: str, h5: str, images: list[Path], env: dict) -> list[dict]:
-    """`ssd-np detect` over `images`: --jobs 1 (1 numba thread), --jobs 1 (default threads), --jobs 2."""
+def batch_throughput(python: str, h5: str, images: list[Path], env: dict, rounds: int) -> list[dict]:
+    """`ssd-np detect` over `images`: --jobs 1 (1 numba thread), --jobs 1 (default threads), --jobs 2, each run
+    `rounds` times, interleaved (the machine's drift hits every configuration alike); the median rate is kept."""
+    configs = (("--jobs 1, 1 numba thread", 1, {"NUMBA_NUM_THREADS": "1"}),
+               ("--jobs 1, default threads", 1, {}),
+               ("--jobs 2", 2, {}))
+    runs: dict[str, list[dict]] = {label: [] for label, _, _ in configs}
+    for _ in range(rounds):
+        for label, jobs, extra in configs:
+            command = [python, "-m", "ssd_np.cli", "detect", *map(str, images), "--weights", h5, "--jobs", str(jobs)]
+            t0 = time.perf_counter()
+            result = subprocess.run(command, env={**env, **extra}, capture_output=True, text=True, cwd=str(ROOT))
+            wall = time.perf_counter() - t0
+            if result.returncode != 0:
+                raise RuntimeError(f"ssd-np detect failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+            own = [line for line in result.stderr.splitlines() if "images/s" in line][-1].removeprefix("ssd-np: ")
+            rate = float(re.search(r"([0-9.]+) images/s", own).group(1))
+            runs[label].append({"wall": wall, "rate": rate, "own": own})
     rows = []
-    for label, jobs, extra in (("--jobs 1, 1 numba thread", 1, {"NUMBA_NUM_THREADS": "1"}),
-                               ("--jobs 1, default threads", 1, {}),
-                               ("--jobs 2", 2, {})):
-        command = [python, "-m", "ssd_np.cli", "detect", *map(str, images), "--weights", h5, "--jobs", str(jobs)]
-        t0 = time.perf_counter()
-        result = subprocess.run(command, env={**env, **extra}, capture_output=True, text=True, cwd=str(ROOT))
-        wall = time.perf_counter() - t0
-        if result.returncode != 0:
-            raise RuntimeError(f"ssd-np detect failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
-        own = [line for line in result.stderr.splitlines() if "images/s" in line][-1].removeprefix("ssd-np: ")
-        rate = float(re.search(r"([0-9.]+) images/s", own).group(1))
-        rows.append({"label": label, "jobs": jobs, "images": len(images), "wall": wall, "rate": rate, "own": own})
+    for label, jobs, _ in configs:
+        by_rate = sorted(runs[label], key=lambda r: r["rate"])
+        median = by_rate[len(by_rate) // 2]
+        rows.append({"label": label, "jobs": jobs, "images": len(images), "rounds": rounds, **median,
+                     "rates": [r["rate"] for r in runs[label]]})
     return rows
 
 
@@ -424,13 +434,15 @@ def report(args, results: dict[int, dict], build_info: dict, extras: dict) -> st
     batch = extras.get("batch")
     if isinstance(batch, list):
         base = batch[0]["rate"]
-        lines += [f"`ssd-np detect` on {batch[0]['images']} images (images/s: ssd-np's own rate, once the weights "
-                  f"are loaded; wall: the whole command):", "",
-                  "| run | images/s | vs `--jobs 1`, 1 thread | wall s | ssd-np's own summary |",
-                  "|---|---|---|---|---|"]
+        lines += [f"`ssd-np detect` on {batch[0]['images']} images, {batch[0]['rounds']} interleaved rounds "
+                  f"(images/s: ssd-np's own rate once the weights are loaded, median run; wall: the whole command "
+                  f"of that run):", "",
+                  "| run | images/s | vs `--jobs 1`, 1 thread | every round | wall s | ssd-np's own summary |",
+                  "|---|---|---|---|---|---|"]
         for row in batch:
-            lines.append(f"| {row['label']} | {row['rate']:.2f} | {row['rate'] / base:.2f}x | {row['wall']:.1f} | "
-                         f"{row['own']} |")
+            rates = ", ".join(f"{r:.1f}" for r in row["rates"])
+            lines.append(f"| {row['label']} | {row['rate']:.2f} | {row['rate'] / base:.2f}x | {rates} | "
+                         f"{row['wall']:.1f} | {row['own']} |")
     else:
         lines.append(f"Batch throughput: not measured ({batch}).")
     lines.append("")
@@ -492,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx-pythonpath", help="prepended to PYTHONPATH of tf2onnx (a directory with onnx 1.17)")
     parser.add_argument("--ssd-python", default=default_ssd_python(),
                         help="interpreter for cold start, peak RSS and `ssd-np detect` (default: python3 on PATH)")
-    parser.add_argument("--batch-images", type=int, default=177)
+    parser.add_argument("--batch-images", type=int, default=100)
+    parser.add_argument("--batch-rounds", type=int, default=3)
     parser.add_argument("--skip-batch", action="store_true", help="do not run the `ssd-np detect` throughput")
     parser.add_argument("--asm", action="store_true", help="also inspect numba's machine code (tools/inspect_asm.py)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
@@ -521,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
         "cold_start": lambda: cold_start(args.ssd_python, h5, str(args.image), env),
         "peak_rss": lambda: peak_rss(args.ssd_python, h5, args.work, env),
         "batch": (lambda: "skipped (--skip-batch)") if args.skip_batch else
-                 (lambda: batch_throughput(args.ssd_python, h5, batch_images(args.batch_images), env)),
+                 (lambda: batch_throughput(args.ssd_python, h5, batch_images(args.batch_images), env,
+                                                  args.batch_rounds)),
         "ssd_versions": lambda: run_json(args.ssd_python, VERSIONS, [], env)[0],
     }
     for key, step in steps.items():
