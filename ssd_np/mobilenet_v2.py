@@ -68,9 +68,11 @@ ARCHITECTURE = (
 )
 
 # Without a trace, a block whose expansion output is at least this big runs as one fused kernel
-# (`kernels.inverted_residual`): the expansion then never leaves the cache. Measured on the 300x300 input: only
-# expanded_conv_1 (150x150x96, 8.6 MB) gains (~1.5 ms of 19 on one core); smaller blocks run faster unfused.
-FUSE_MIN_EXPANSION_BYTES = 4 << 20
+# (`kernels.inverted_residual`): the expansion then never leaves the cache. With 1 MB, expanded_conv_1 .. _6
+# (150x150x96 .. 38x38x192) are fused: backbone 17.5 -> 16.0 ms on one core, the same on two (medians of
+# `tools/profile_layers.py --fuse-min-bytes 4194304` / `1048576`); fusing the 19x19 and 10x10 blocks too gained
+# nothing more (their expansions fit the cache anyway, and bands recompute more of them).
+FUSE_MIN_EXPANSION_BYTES = 1 << 20
 
 # The six tensors fed to BoxPredictor_0..5.
 FEATURE_MAP_NODES = (

@@ -1,13 +1,15 @@
 """Per-stage and per-layer timings of ssd_np's forward pass on one image (ssd_np's runtime environment).
 
-    python3 tools/profile_layers.py [--threads N] [--runs 30] [--image PATH] [--layers]
+    python3 tools/profile_layers.py [--threads N] [--runs 30] [--image PATH] [--layers] [--fuse-min-bytes N]
 
 Stages: preprocess (`preprocess.preprocess`), backbone (`mobilenet_v2.feature_maps`), heads
 (`box_predictor.predict`), post-processing (`postprocess.tf_outputs`), with the layers prepared once
 (`model.prepare`, as `Detector` does), stand-in weights (seed 1, "sparse"). Reports min and median over `--runs`
 calls after 3 warm-up calls. `--layers` also times every kernel call (`kernels.conv_bn_act`,
 `kernels.depthwise3x3_bn_act`, `kernels.inverted_residual`, `box_predictor.conv_bias`) by wrapping them, listed
-by cost (min over the runs). The machine may be shared: compare min with min, in one process.
+by cost (min over the runs). `--fuse-min-bytes N` runs the blocks whose expansion output has at least N bytes
+as one fused kernel (`mobilenet_v2.FUSE_MIN_EXPANSION_BYTES`). The machine may be shared: compare min with min,
+in one process.
 """
 from __future__ import annotations
 
@@ -33,8 +35,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--image", default=str(ROOT / "tests" / "data" / "images" / "exact_300x300.png"))
     parser.add_argument("--layers", action="store_true")
+    parser.add_argument("--fuse-min-bytes", type=int, default=mobilenet_v2.FUSE_MIN_EXPANSION_BYTES)
     args = parser.parse_args()
     numba.set_num_threads(args.threads)
+    mobilenet_v2.FUSE_MIN_EXPANSION_BYTES = args.fuse_min_bytes
     layers = model.prepare(standin_weights(1, "sparse"))
     rgb = np.ascontiguousarray(np.asarray(Image.open(args.image).convert("RGB")))
     calls: list[tuple[str, float]] = []
