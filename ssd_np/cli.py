@@ -164,9 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--draw", metavar="DIR", help="write annotated copies of the images into DIR as PNG")
     detect.add_argument("--min-score", type=float, metavar="S",
                         help="write only detections with score >= S (default: all the model reports, score > 0.3)")
-    detect.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="images processed at the same time, by threads sharing the model (default: 1); "
-                             "results are identical for any N")
+    detect.add_argument("--jobs", type=int, metavar="N",
+                        help="images processed at the same time, by threads sharing the model (default: one per "
+                             "core; 1 runs one image at a time on every core); results are identical for any N")
     detect.set_defaults(run=_detect)
 
     trace = commands.add_parser(
