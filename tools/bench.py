@@ -33,7 +33,8 @@ What it measures (the performance issue's protocol):
    `--batch-rounds` rounds of the three,
    interleaved, the median run of each reported. The rate compared is ssd-np's own
    (images / time after the weights are loaded: decoding, model, writing); the wall time of the whole command
-   is shown beside it.
+   is shown beside it, and, for scale, what two threads of cache-resident FMA work get from the machine
+   against one, measured before each round (on a shared VM it is often well under 2x).
 6. `--asm`: `tools/inspect_asm.py` reports whether numba's machine code for ssd_np's kernels uses AVX-512/AVX2
    registers and FMA instructions.
 
@@ -220,6 +221,30 @@ print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxr
                   "image_size": found.image_size}))
 """
 
+MACHINE_SCALING = r"""
+import json, threading, time
+import numba, numpy as np
+from ssd_np import winograd
+from ssd_np.kernels import NR, empty_aligned
+# Cache-resident FMA work (a small Winograd GEMM: 0.3 MB of data), one thread alone, then two at once.
+layer = winograd.prepare(np.full((3, 3, 64, 64), 0.01, np.float32), np.zeros(64, np.float32))
+v = empty_aligned((16, 30, 64)); v[:] = 1.0
+def loop(out, i, n=3000):
+    numba.set_num_threads(1)
+    m = empty_aligned((16, 30, 2 * NR))
+    winograd._batched_gemm(v, layer.packed, 6, m)
+    t = time.perf_counter()
+    for _ in range(n):
+        winograd._batched_gemm(v, layer.packed, 6, m)
+    out[i] = time.perf_counter() - t
+alone, pair = [0.0], [0.0, 0.0]
+loop(alone, 0)
+threads = [threading.Thread(target=loop, args=(pair, i)) for i in range(2)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"scaling": 2 * alone[0] / max(pair)}))
+"""
+
 VERSIONS = r"""
 import json, sys, numpy, numba, llvmlite, PIL, h5py
 print(json.dumps({"python": sys.version.split()[0], "numpy": numpy.__version__, "numba": numba.__version__,
@@ -285,12 +310,15 @@ def peak_rss(python: str, h5: str, work: Path, env: dict) -> dict:
 def batch_throughput(python: str, h5: str, images: list[Path], env: dict, rounds: int) -> list[dict]:
     """`ssd-np detect` over `images`: --jobs 1 (1 numba thread), --jobs 1 (default threads), the default (one
     image per core), each run `rounds` times, interleaved (the machine's drift hits every configuration alike);
-    the median rate is kept."""
+    the median rate is kept. Each round first measures what two threads of cache-resident FMA work get from the
+    machine against one (`MACHINE_SCALING`): the ceiling of any two-core speedup at that moment."""
     configs = (("--jobs 1, 1 numba thread", ["--jobs", "1"], {"NUMBA_NUM_THREADS": "1"}),
                ("--jobs 1, default threads", ["--jobs", "1"], {}),
                ("default (one image per core)", [], {}))
     runs: dict[str, list[dict]] = {label: [] for label, _, _ in configs}
+    scaling = []
     for _ in range(rounds):
+        scaling.append(run_json(python, MACHINE_SCALING, [], env)[0]["scaling"])
         for label, options, extra in configs:
             command = [python, "-m", "ssd_np.cli", "detect", *map(str, images), "--weights", h5, *options]
             t0 = time.perf_counter()
@@ -306,7 +334,7 @@ def batch_throughput(python: str, h5: str, images: list[Path], env: dict, rounds
         by_rate = sorted(runs[label], key=lambda r: r["rate"])
         median = by_rate[len(by_rate) // 2]
         rows.append({"label": label, "options": options, "images": len(images), "rounds": rounds, **median,
-                     "rates": [r["rate"] for r in runs[label]]})
+                     "rates": [r["rate"] for r in runs[label]], "machine_scaling": scaling})
     return rows
 
 
@@ -445,6 +473,8 @@ def report(args, results: dict[int, dict], build_info: dict, extras: dict) -> st
             rates = ", ".join(f"{r:.1f}" for r in row["rates"])
             lines.append(f"| {row['label']} | {row['rate']:.2f} | {row['rate'] / base:.2f}x | {rates} | "
                          f"{row['wall']:.1f} | {row['own']} |")
+        lines += ["", "The machine's own two-thread speedup on cache-resident FMA work, measured before each round: "
+                  + ", ".join(f"{x:.2f}x" for x in batch[0]["machine_scaling"]) + "."]
     else:
         lines.append(f"Batch throughput: not measured ({batch}).")
     lines.append("")
