@@ -382,8 +382,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssd-np: warning: {weights} holds weights that are not the genuine release's ({detector.source})",
               file=sys.stderr)
 
-    # By default one image per core (numba's threads): 1.8-1.9x the one-core rate on 2 cores, where one image at a
-    # time on both cores gives 1.4-1.7x (tools/bench.py); a single image gets every core.
+    # By default one image per core (numba's threads): 1.75-1.91x the one-core rate on 2 cores, where one image at
+    # a time on both cores gives 1.36-1.45x (tools/bench.py); a single image gets every core.
     jobs = args.jobs if args.jobs is not None else max(1, min(numba.config.NUMBA_NUM_THREADS, len(images)))
     loaded = time.monotonic()
     progress = Progress(len(images), sys.stderr, sys.stdout)
