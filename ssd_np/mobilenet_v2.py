@@ -68,8 +68,8 @@ ARCHITECTURE = (
 )
 
 # Without a trace, a block whose expansion output is at least this big runs as one fused kernel
-# (`kernels.inverted_residual`): the expansion then never leaves the cache. With 1 MB, expanded_conv_1 .. _6
-# (150x150x96 .. 38x38x192) are fused: backbone 17.5 -> 16.0 ms on one core, the same on two (medians of
+# (`kernels.inverted_residual`): the expansion then never leaves the cache. With 1 MB, expanded_conv .. _6
+# (150x150x32 .. 38x38x192) are fused: backbone 17.5 -> 16.0 ms on one core, the same on two (medians of
 # `tools/profile_layers.py --fuse-min-bytes 4194304` / `1048576`); fusing the 19x19 and 10x10 blocks too gained
 # nothing more (their expansions fit the cache anyway, and bands recompute more of them).
 FUSE_MIN_EXPANSION_BYTES = 1 << 20
