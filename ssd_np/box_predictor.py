@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssd_np import winograd
-from ssd_np.kernels import Conv, conv_bn_act, prepare_conv
+from ssd_np.kernels import Conv, conv_bn_act, prepare_conv, without_epilogue
 
 NUM_CLASSES_WITH_BACKGROUND = 91
 BOX_CODE_SIZE = 4
@@ -62,7 +62,7 @@ def without_biases(layer: Conv | winograd.Winograd) -> Conv | winograd.Winograd:
     """The same convolution with zero biases: `conv_bias` then gives the raw sums `Conv2D` (for traces)."""
     if isinstance(layer, winograd.Winograd):
         return layer._replace(bias=np.zeros_like(layer.bias))
-    return layer._replace(shift=np.zeros_like(layer.shift))
+    return without_epilogue(layer)
 
 
 def biases(layer: Conv | winograd.Winograd) -> np.ndarray:

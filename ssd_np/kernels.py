@@ -8,8 +8,9 @@ Mirrors the TF ops of the inference graph, NHWC without the batch dimension (one
   the image's patches ("implicit GEMM": read from `x`, never materialised). `conv2d(x, w, stride)` gives the raw
   sums; `conv_bn_act(x, conv, stride, ...)` fuses what follows a convolution in the graph (batch norm, ReLU6,
   residual add, or a bias) into the same pass.
-- `DepthwiseConv2dNative` (3x3, SAME, strides 1 or 2, channel multiplier 1) then batch norm and `Relu6`:
-  `depthwise3x3_bn_act`, with `w` in TF layout `(3, 3, c, 1)`.
+- `DepthwiseConv2dNative` (3x3, SAME, strides 1 or 2, channel multiplier 1) with `w` in TF layout `(3, 3, c, 1)`:
+  `depthwise3x3(x, w, stride)` gives the raw sums; `depthwise3x3_bn_act(x, dw, stride)` adds batch norm and
+  `Relu6` in the same pass.
 - slim's `expanded_conv` (1x1 expand + ReLU6, 3x3 depthwise + ReLU6, 1x1 project, `add`) in one pass over the
   image's rows: `inverted_residual`, the same operations as the three kernels above.
 Weights are prepared once (`prepare_conv`: packed into panels of NR output channels; `prepare_depthwise`).
@@ -267,9 +268,10 @@ def prepare_conv(w: np.ndarray, scale: np.ndarray | None = None, shift: np.ndarr
     return Conv(packed, kh, kw, cin, cout, padded_scale, padded_shift)
 
 
-def without_epilogue(conv: Conv) -> Conv:
-    """The same convolution with scale 1 and shift 0: `conv_bn_act` then gives the raw sums (for traces)."""
-    return conv._replace(scale=np.ones_like(conv.scale), shift=np.zeros_like(conv.shift))
+def without_epilogue(layer: Conv | Depthwise) -> Conv | Depthwise:
+    """The same layer with scale 1 and shift 0: `conv_bn_act` / `depthwise3x3_bn_act` (linear) then give the raw
+    sums (for traces)."""
+    return layer._replace(scale=np.ones_like(layer.scale), shift=np.zeros_like(layer.shift))
 
 
 def _blocks(kh: int, kw: int, cin: int) -> np.ndarray:
@@ -660,15 +662,14 @@ def depthwise3x3_bn_act(x: np.ndarray, dw: Depthwise, stride: int, relu6: bool =
     return out
 
 
-def depthwise3x3_bn_relu6(x: np.ndarray, w: np.ndarray, stride: int, scale: np.ndarray,
-                          shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`(conv, relu6_output)` for w (3, 3, c, 1): the raw depthwise sums, then batch norm and Relu6."""
+def depthwise3x3(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+    """TF `DepthwiseConv2dNative` 3x3 SAME: x (H, W, c), w (3, 3, c, 1) -> (ceil(H/s), ceil(W/s), c), the raw sums
+    (prepares w on every call: the network uses `prepare_depthwise` once and `depthwise3x3_bn_act`)."""
     _check_hwc(x, "depthwise input")
     c = x.shape[2]
     if w.shape != (3, 3, c, 1) or w.dtype != np.float32:
         raise ValueError(f"depthwise: weights {w.dtype} {w.shape} do not fit input {x.shape}, want (3, 3, {c}, 1)")
-    raw = depthwise3x3_bn_act(x, prepare_depthwise(w), stride, relu6=False)
-    return raw, batch_norm_act(raw.copy(), scale, shift, relu6=True)
+    return depthwise3x3_bn_act(x, prepare_depthwise(w), stride, relu6=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -181,8 +181,7 @@ def _depthwise_bn(x: np.ndarray, layers: dict, scope: str, stride: int, trace: d
     if trace is None:
         return depthwise3x3_bn_act(x, dw, stride)
     _record_bn(trace, scope, dw, x.shape[2])
-    raw = depthwise3x3_bn_act(x, dw._replace(scale=np.ones_like(dw.scale), shift=np.zeros_like(dw.shift)), stride,
-                              relu6=False)
+    raw = depthwise3x3_bn_act(x, without_epilogue(dw), stride, relu6=False)
     y = batch_norm_act(raw.copy(), dw.scale, dw.shift, relu6=False)
     _record(trace, f"{scope}/depthwise", raw)
     _record(trace, f"{scope}/BatchNorm/batchnorm/add_1", y.copy())

@@ -145,8 +145,8 @@ def test_depthwise_single_tap_shifts():
     x = np.arange(1, 10, dtype=np.float32).reshape(3, 3, 1)
     w = np.zeros((3, 3, 1, 1), np.float32)
     w[0, 0, 0, 0] = 1.0  # out[y, x] = x[y - 1, x - 1], zero outside
-    ones, zeros = np.ones(1, np.float32), np.zeros(1, np.float32)
-    raw, relu = kernels.depthwise3x3_bn_relu6(x, w, 1, ones, zeros)
+    raw = kernels.depthwise3x3(x, w, 1)
+    relu = kernels.depthwise3x3_bn_act(x, kernels.prepare_depthwise(w), 1)
     np.testing.assert_array_equal(raw[:, :, 0], [[0, 0, 0], [0, 1, 2], [0, 4, 5]])
     np.testing.assert_array_equal(relu[:, :, 0], np.minimum(raw[:, :, 0], 6))
 
@@ -180,8 +180,7 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="do not fit"):
         kernels.conv2d(np.zeros((3, 3, 2), np.float32), np.zeros((1, 1, 3, 1), np.float32), 1)
     with pytest.raises(ValueError, match="want"):
-        kernels.depthwise3x3_bn_relu6(np.zeros((3, 3, 2), np.float32), np.zeros((3, 3, 3, 1), np.float32), 1,
-                                      np.ones(2, np.float32), np.zeros(2, np.float32))
+        kernels.depthwise3x3(np.zeros((3, 3, 2), np.float32), np.zeros((3, 3, 3, 1), np.float32), 1)
 
 
 # --- numba kernels vs NumPy twins ----------------------------------------------------------------------------
@@ -217,7 +216,8 @@ def test_depthwise_vs_twin_exact(h, w, c, stride):
     weights = rng.standard_normal((3, 3, c, 1)).astype(np.float32)
     scale = (1 + 0.3 * rng.standard_normal(c)).astype(np.float32)
     shift = (0.5 * rng.standard_normal(c)).astype(np.float32)
-    raw, out = kernels.depthwise3x3_bn_relu6(x, weights, stride, scale, shift)
+    raw = kernels.depthwise3x3(x, weights, stride)
+    out = kernels.batch_norm_act(raw.copy(), scale, shift, relu6=True)
     ref = kernels.depthwise3x3_ref(x, weights, stride)
     print(f"depthwise {h}x{w}x{c} s{stride}: max diff {np.abs(raw - ref).max():.2e}")
     np.testing.assert_array_equal(raw, ref)
@@ -350,8 +350,7 @@ def test_conv2d_sequential_matches_tf_bit_for_bit(case):
 @pytest.mark.parametrize("case", op_cases("depthwise"), ids=lambda c: f"{c['x'].shape}s{c['stride']}")
 def test_depthwise_vs_tf_exact(case):
     x, w, stride = case["x"], case["w"], int(case["stride"])
-    c = x.shape[2]
-    raw, _ = kernels.depthwise3x3_bn_relu6(x, w, stride, np.ones(c, np.float32), np.zeros(c, np.float32))
+    raw = kernels.depthwise3x3(x, w, stride)
     print(f"depthwise vs TF {x.shape} s{stride}: max diff {np.abs(raw - case['out']).max():.2e}")
     np.testing.assert_array_equal(raw, case["out"])
 
