@@ -45,6 +45,7 @@ import numba
 import numpy as np
 from PIL import Image
 
+from ssd_np.atomic import write_atomic
 from ssd_np.cli import EXIT_FAILED, EXIT_OK, CliError
 from ssd_np.coco_labels import COCO_LABELS
 from ssd_np.detector import Detector
@@ -150,18 +151,6 @@ def prepare_folder(folder: Path, option: str) -> None:
     except OSError as e:
         raise CliError(f"{option} {folder}: cannot write there ({e.strerror or e}); choose a writable folder") \
             from None
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary file in the same folder: `path` is either old or complete."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_bytes(value: object) -> bytes:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ssd_np import coco_eval
-from ssd_np.detect import coco_rows, detect_one, write_atomic
+from ssd_np.atomic import write_atomic
+from ssd_np.detect import coco_rows, detect_one
 from ssd_np.detector import Detector
 from ssd_np.images import load_rgb
 

@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import TextIO
 
+from ssd_np.atomic import atomic_path
 from ssd_np.checkpoint import read_checkpoint
 from ssd_np.weights import MODEL_NAME, WeightsError, release_sha256, require_genuine, sha256_file, write_h5
 
@@ -54,12 +55,11 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
     """Download `url` to `dest`, verifying its length and sha256; `dest` appears only when verified."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent)
     digest = hashlib.sha256()
     done = 0
-    try:
+    with atomic_path(dest) as tmp:
         try:
-            with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+            with open(tmp, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
                 total = int(response.headers["Content-Length"]) if response.headers["Content-Length"] else None
                 while block := response.read(1 << 20):
                     f.write(block)
@@ -85,10 +85,6 @@ def download(url: str, sha256: str, dest: str | os.PathLike, *, timeout: float =
         if digest.hexdigest() != sha256:
             raise FetchError(f"download of {url} has sha256 {digest.hexdigest()}, expected {sha256}; "
                              f"the file is corrupt or not the release archive; try again")
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 

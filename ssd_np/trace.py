@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import ssd_np
+from ssd_np.atomic import atomic_path
 from ssd_np.detector import Detector
 from ssd_np.images import load_rgb
 from ssd_np.weights import sha256_file
@@ -45,12 +45,6 @@ def write_trace(image_path: str | os.PathLike, out: str | os.PathLike,
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".partial.npz", dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out, suffix=".partial.npz") as tmp:  # np.savez adds ".npz" to other names
         np.savez_compressed(tmp, **tensors, **{"__meta__/json": np.array(json.dumps(meta, sort_keys=True))})
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return len(tensors)

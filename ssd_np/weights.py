@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ssd_np.atomic import atomic_path
 from ssd_np.checkpoint import read_checkpoint
 from ssd_np.crc32c import crc32c
 
@@ -119,22 +119,15 @@ def write_h5(tensors: dict[str, np.ndarray], out: str | os.PathLike, source: str
     genuine = check_tensors(tensors, source)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["model"] = MODEL_NAME
-            f.attrs["source"] = source
-            f.attrs["genuine"] = genuine
-            for name in MANIFEST.shapes:
-                ds = f.create_dataset(name, data=tensors[name])
-                ds.attrs["crc32c"] = np.uint32(tensor_crc32c(tensors[name]))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["model"] = MODEL_NAME
+        f.attrs["source"] = source
+        f.attrs["genuine"] = genuine
+        for name in MANIFEST.shapes:
+            ds = f.create_dataset(name, data=tensors[name])
+            ds.attrs["crc32c"] = np.uint32(tensor_crc32c(tensors[name]))
     return genuine
 
 
