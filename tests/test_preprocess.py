@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DATA
 from ssd_np import preprocess
 from test_kernels import op_cases
 

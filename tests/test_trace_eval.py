@@ -52,7 +52,7 @@ def test_compare_catches_a_scaled_layer(tmp_path, seed1_h5):
     np.savez(tmp_path / "bad.npz", **tensors)
     result = cli("compare", LAYER_GOLDEN, tmp_path / "bad.npz")
     assert result.returncode == 1
-    assert f">> " in result.stdout and name in result.stdout.split("divergence starts at")[1].splitlines()[0]
+    assert ">> " in result.stdout and name in result.stdout.split("divergence starts at")[1].splitlines()[0]
 
 
 def test_trace_bad_image(tmp_path, seed1_h5):

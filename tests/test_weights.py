@@ -9,7 +9,7 @@ from ssd_np.checkpoint import read_index, write_checkpoint
 from ssd_np.standin import normal, standin_weights, uniform
 from ssd_np.weights import (MANIFEST, WeightsError, export_checkpoint, load_weights, require_genuine,
                             write_h5)
-from conftest import DATA, ROOT
+from conftest import ROOT
 
 # sha256 of all 344 tensors' little-endian bytes, concatenated in manifest order; the same with numpy 2.4 and 1.26
 # (measured in both venvs), pinned so that any change in the generator or across machines is caught.

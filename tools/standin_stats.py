@@ -11,7 +11,6 @@ pre-NMS scores and decoded boxes with a plain greedy NMS, enough to see whether 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
