@@ -1,15 +1,25 @@
-"""ssd_np: TensorFlow's ssd_mobilenet_v2_coco (2018_03_29) reimplemented in NumPy + numba."""
-import os
+"""ssd_np: TensorFlow's ssd_mobilenet_v2_coco (2018_03_29) reimplemented in NumPy, with a numba engine for speed.
 
-# numba's OpenMP threads (libgomp) wait for the next parallel region by spinning GOMP_SPINCOUNT times, then
-# sleep. A forward pass is ~50 regions microseconds apart. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) loses the
-# second core on small VMs (a woken thread starts late); libgomp's default 300000 spins (~15 ms) makes every
-# region wait out the spin when another process keeps the other core busy (10x slower). 10000 spins (~0.5 ms)
-# keep the threads awake through one image and bound that cost. The user's own settings win.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["GOMP_SPINCOUNT"] = "10000"
+The package in layers, each importing only from the layers before it:
 
+    reference/   the whole graph in plain NumPy, readable top to bottom; it writes the trace (imports only NumPy)
+    weights/     TF checkpoints, the HDF5 weights file, the release download, stand-in weights
+    engine/      the same graph, fast: numba kernels held to the reference by the tests
+    detector.py  the Python API (`Detector`), on the engine;  model.py: the engine's forward pass in one page
+    verify/      trace, compare, COCO evaluation
+    cli/         the `ssd-np` command
+(plus the leaf modules `images` (decoding), `coco_labels` and `atomic`, which import nothing of ssd_np.)
+
+`from ssd_np import Detector` loads the engine (and numba) on first use only, so `import ssd_np.reference` stays
+plain NumPy.
+"""
 __version__ = "0.1.0"
-
-from ssd_np.detector import Detector, Detections  # noqa: E402
 __all__ = ["Detector", "Detections", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("Detector", "Detections"):
+        from ssd_np import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module 'ssd_np' has no attribute {name!r}")

@@ -22,5 +22,3 @@ COCO_LABELS: dict[int, str] = {
     81: "sink", 82: "refrigerator", 83: "unused-83", 84: "book", 85: "clock", 86: "vase", 87: "scissors",
     88: "teddy bear", 89: "hair drier", 90: "toothbrush",
 }
-
-UNUSED_IDS = frozenset(i for i, name in COCO_LABELS.items() if name.startswith("unused-"))

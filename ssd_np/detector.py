@@ -6,10 +6,13 @@
     for name, score, box in zip(found.class_names, found.scores, found.pixel_boxes):
         print(name, score, box)           # box: [ymin, xmin, ymax, xmax] in pixels
 
+`det(image, format="openvino")` gives the detections of the OpenVINO converted model (the image resized to
+300x300 as OpenCV's `cv2.resize` does, OpenVINO's post-processing: ordered by class, then score).
 `det.tf_outputs(rgb)` gives TF's four outputs exactly as the release graph does (`detection_boxes` (1,100,4),
 `detection_scores` (1,100), `detection_classes` (1,100), `num_detections` (1,)); `det.detection_out(bgr300)`
 gives the OpenVINO converted model's `detection_out` (1,1,100,7) for a 300x300 BGR input. A Detector holds
-only its weights: no global state, safe to use from several threads.
+only its prepared weights: no global state, safe to use from several threads. It runs the fast engine; the
+readable reference of the same graph is `ssd_np.reference`.
 """
 from __future__ import annotations
 
@@ -20,14 +23,16 @@ import numpy as np
 
 from ssd_np import model
 from ssd_np.coco_labels import COCO_LABELS
-from ssd_np.fetch import default_weights_path
 from ssd_np.images import ImageInput, load_rgb
-from ssd_np.weights import load_weights
+from ssd_np.reference.preprocess import INPUT_SIZE, resize_bilinear_cv2
+from ssd_np.weights.hdf5 import default_weights_path, load_weights
+
+FORMATS = ("tf", "openvino")
 
 
 @dataclass(frozen=True)
 class Detections:
-    """The detections of one image, best first (TF's order), with `num_detections` rows.
+    """The detections of one image in its format's order (TF: best first; OpenVINO: by class, then score).
 
     boxes: (n, 4) float32 normalized [ymin, xmin, ymax, xmax] in [0, 1] (TF's `detection_boxes`).
     pixel_boxes: (n, 4) float32 the same boxes in pixels of the original image: [ymin, xmin, ymax, xmax].
@@ -56,38 +61,47 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> "Detector":
-        """Load weights from `path` (default: `ssd_np.fetch.default_weights_path()`), strictly checked."""
+        """Load weights from `path` (default: `ssd_np.weights.hdf5.default_weights_path()`), strictly checked."""
         tensors, attrs = load_weights(path if path is not None else default_weights_path())
         return cls(tensors, str(attrs["source"]), bool(attrs["genuine"]))
 
-    def __call__(self, image: ImageInput) -> Detections:
+    def __call__(self, image: ImageInput, format: str = "tf") -> Detections:
+        """The detections of one image (a path, a PIL image or an (H, W, 3) uint8 RGB array), best first for
+        `format="tf"` (TF's outputs), by class then score for `format="openvino"` (the converted model's)."""
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         rgb = load_rgb(image)
-        out = self.tf_outputs(rgb)
-        n = int(out["num_detections"][0])
-        boxes = out["detection_boxes"][0, :n]
         height, width = rgb.shape[:2]
-        class_ids = out["detection_classes"][0, :n].astype(np.int64)
+        if format == "tf":
+            out = self.tf_outputs(rgb)
+            n = int(out["num_detections"][0])
+            boxes, scores = out["detection_boxes"][0, :n], out["detection_scores"][0, :n]
+            class_ids = out["detection_classes"][0, :n].astype(np.int64)
+        else:
+            rows = model.detection_out(resize_bilinear_cv2(rgb, INPUT_SIZE, INPUT_SIZE), self.layers)[0, 0]
+            rows = rows[:np.argmax(rows[:, 0] == -1) if (rows[:, 0] == -1).any() else len(rows)]  # (n, 7)
+            boxes, scores, class_ids = rows[:, [4, 3, 6, 5]], rows[:, 2], rows[:, 1].astype(np.int64)
         return Detections(
             boxes=boxes,
             pixel_boxes=boxes * np.array([height, width, height, width], np.float32),
             class_ids=class_ids,
             class_names=tuple(COCO_LABELS[i] for i in class_ids),
-            scores=out["detection_scores"][0, :n],
+            scores=scores,
             image_size=(height, width),
         )
 
-    def tf_outputs(self, rgb: np.ndarray, trace: dict | None = None) -> dict[str, np.ndarray]:
-        """TF's four outputs for an (H, W, 3) uint8 RGB array; `trace` receives every intermediate."""
-        return model.tf_outputs(_check_image(rgb, "rgb"), self.layers, trace)
+    def tf_outputs(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        """TF's four outputs for an (H, W, 3) uint8 RGB array."""
+        return model.tf_outputs(_check_image(rgb, "rgb"), self.layers)
 
-    def detection_out(self, bgr300: np.ndarray, trace: dict | None = None) -> np.ndarray:
+    def detection_out(self, bgr300: np.ndarray) -> np.ndarray:
         """OpenVINO's `detection_out` (1, 1, 100, 7) for a (300, 300, 3) uint8 BGR array."""
         bgr300 = _check_image(bgr300, "bgr300")
-        if bgr300.shape[:2] != (300, 300):
+        if bgr300.shape[:2] != (INPUT_SIZE, INPUT_SIZE):
             raise ValueError(f"bgr300 must be 300x300 (the converted model's input), got "
                              f"{bgr300.shape[1]}x{bgr300.shape[0]}; resize it first "
-                             f"(ssd_np.preprocess.resize_bilinear_cv2 does it as OpenCV does)")
-        return model.detection_out(bgr300, self.layers, trace)
+                             f"(ssd_np.reference.preprocess.resize_bilinear_cv2 does it as OpenCV does)")
+        return model.detection_out(np.ascontiguousarray(bgr300[:, :, ::-1]), self.layers)
 
 
 def _check_image(array: np.ndarray, what: str) -> np.ndarray:

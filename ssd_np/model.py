@@ -1,46 +1,37 @@
-"""The whole SSD: preprocessing, MobileNetV2 feature maps, box predictors, then either post-processing path.
+"""The whole SSD on the fast engine, in one page: the same pipeline as `reference/model.py`, kernels compiled.
 
-Mirrors the release's inference graph, `object_detection/meta_architectures/ssd_meta_arch.py` (`preprocess`,
-`predict`, `postprocess`) as exported by `exporter.py`:
+    image (H, W, 3) uint8 RGB
+      -> (300, 300, 3) float32 in [-1, 1]          engine.preprocess.preprocess (TF's legacy ResizeBilinear)
+      -> six feature maps                          engine.network.feature_maps
+      -> box encodings (1917, 4), logits (1917, 91)  engine.network.predict
+      -> TF's four outputs, or detection_out       reference.postprocess with the compiled kernels (engine.postprocess.OPS)
 
-    image_tensor (1, H, W, 3) uint8 RGB
-      -> Preprocessor/sub (1, 300, 300, 3)          preprocess.preprocess: ResizeBilinear, (2/255) x - 1
-      -> six feature maps                           mobilenet_v2.feature_maps
-      -> concat (1, 1917, 1, 4), concat_1 (1, 1917, 91)   box_predictor.predict
-      -> detection_boxes/scores/classes, num_detections   postprocess.tf_outputs (TF's four outputs)
-      or detection_out (1, 1, N, 7)                       postprocess.detection_out (OpenVINO's IR)
-
-`trace`, when given, receives every intermediate under the graph node name that computes it. `weights` is either
-the TF variables or, faster, `prepare(variables)`: the layers with their weights packed once (as `Detector` does).
+`layers` is `prepare(variables)`: the weights packed once (`Detector` does it when it loads a file). Nothing here
+traces: `ssd-np trace` runs the reference, which records every intermediate.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ssd_np import anchors, box_predictor, mobilenet_v2, postprocess, preprocess
+from ssd_np.engine import network
+from ssd_np.engine.postprocess import OPS
+from ssd_np.engine.preprocess import preprocess
+from ssd_np.reference import anchors, postprocess
+
+prepare = network.prepare
 
 
-def prepare(weights: dict[str, np.ndarray]) -> dict:
-    """The network's layers, prepared once from the TF variables (packed weights, batch norm scale and shift)."""
-    return {**mobilenet_v2.prepare(weights), **box_predictor.prepare(weights)}
+def predict(rgb: np.ndarray, layers: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) uint8 RGB -> `concat` (1917, 4) box encodings and `concat_1` (1917, 91) class logits."""
+    return network.predict(network.feature_maps(preprocess(rgb), layers), layers)
 
 
-def predict(x: np.ndarray, weights: dict[str, np.ndarray], trace: dict | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Network on a preprocessed (300, 300, 3) float32 input -> box encodings (1917, 4), class logits (1917, 91)."""
-    features = mobilenet_v2.feature_maps(x, weights, trace)
-    return box_predictor.predict(features, weights, trace)
-
-
-def tf_outputs(rgb: np.ndarray, weights: dict[str, np.ndarray], trace: dict | None = None) -> dict[str, np.ndarray]:
+def tf_outputs(rgb: np.ndarray, layers: dict) -> dict[str, np.ndarray]:
     """TF's four outputs for one (H, W, 3) uint8 RGB image of any size, with TF's shapes (batch of 1)."""
-    x = preprocess.preprocess(rgb, trace)
-    box_encodings, class_logits = predict(x, weights, trace)
-    return postprocess.tf_outputs(box_encodings, class_logits, anchors.ssd_anchors(), trace)
+    return postprocess.tf_outputs(*predict(rgb, layers), anchors.ssd_anchors(), {}, OPS)
 
 
-def detection_out(bgr300: np.ndarray, weights: dict[str, np.ndarray], trace: dict | None = None) -> np.ndarray:
-    """OpenVINO's `detection_out` (1, 1, 100, 7) for one (300, 300, 3) uint8 BGR image (the IR's input)."""
-    x = preprocess.preprocess(np.ascontiguousarray(bgr300[:, :, ::-1]), trace)
-    box_encodings, class_logits = predict(x, weights, trace)
-    return postprocess.detection_out(box_encodings, class_logits)
+def detection_out(rgb300: np.ndarray, layers: dict) -> np.ndarray:
+    """OpenVINO's `detection_out` (1, 1, 100, 7) for a (300, 300, 3) uint8 image in RGB order: what the IR computes
+    from the same pixels in BGR order (its first op flips them back: Model Optimizer's --reverse_input_channels)."""
+    return postprocess.detection_out(*predict(rgb300, layers), {}, ops=OPS)

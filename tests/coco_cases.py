@@ -1,4 +1,4 @@
-"""Deterministic synthetic COCO bbox result sets for checking ssd_np.coco_eval against pycocotools.
+"""Deterministic synthetic COCO bbox result sets for checking ssd_np.verify.coco_eval against pycocotools.
 
 Shared by tests/test_coco_eval.py and tools/make_coco_eval_expected.py (which stores pycocotools' numbers for
 every case in tests/data/coco_eval_expected.json), as is `run_pycocotools`, the one way both run pycocotools.

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssd_np import anchors
+from ssd_np.reference import anchors
 
 DATA = Path(__file__).parent / "data" / "postprocess"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssd_np import anchors, box_coder, elementwise
+from ssd_np.reference import anchors, box_coder, tf_math
 
 F32 = np.float32
 DATA = Path(__file__).parent / "data" / "postprocess"
@@ -42,12 +42,12 @@ def test_decode_known_encoding():
     # ty 1 -> yc 0.4 + 0.1*0.4 = 0.44; tx -2 -> xc 0.4 - 0.2*0.2 = 0.36; th 5 ln 2 -> h 0.8; tw 0 -> w 0.2
     anchor = np.array([[0.2, 0.3, 0.6, 0.5]], F32)
     encoding = np.array([[1.0, -2.0, 5 * np.log(2.0), 0.0]], F32)
-    np.testing.assert_allclose(box_coder.decode(encoding, anchor), [[0.04, 0.26, 0.84, 0.46]], atol=1e-6)
+    np.testing.assert_allclose(box_coder.decode(encoding, anchor, {}), [[0.04, 0.26, 0.84, 0.46]], atol=1e-6)
 
 
 def test_decode_zero_encoding_gives_the_anchor():
     table = anchors.ssd_anchors()
-    np.testing.assert_allclose(box_coder.decode(np.zeros_like(table), table), table, atol=6e-8)
+    np.testing.assert_allclose(box_coder.decode(np.zeros_like(table), table, {}), table, atol=6e-8)
 
 
 def test_decode_divides_by_the_scale_factors():
@@ -57,14 +57,14 @@ def test_decode_divides_by_the_scale_factors():
     encoding = np.zeros((len(ty), 4), F32)
     encoding[:, 0] = ty
     encoding[:, 2] = -600.0  # h = exp(-120) * 1 = 0, so ymin = yc = ty / 10
-    ymin = box_coder.decode(encoding, anchor)[:, 0]
+    ymin = box_coder.decode(encoding, anchor, {})[:, 0]
     np.testing.assert_array_equal(ymin, ty / F32(10))
     assert np.any(ymin != ty * F32(0.1))
 
 
 def test_decode_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="same shape"):
-        box_coder.decode(np.zeros((1, 1917, 1, 4), F32), anchors.ssd_anchors())
+        box_coder.decode(np.zeros((1, 1917, 1, 4), F32), anchors.ssd_anchors(), {})
 
 
 def test_scores_trace_and_background_slice():
@@ -90,21 +90,21 @@ def test_fma32_rounds_once():
     a = rng.uniform(0.5, 2, 20000).astype(F32)
     b = rng.uniform(0.5, 2, 20000).astype(F32)
     c = (-(a.astype(np.float64) * b) * (1 + rng.uniform(-1e-6, 1e-6, 20000))).astype(F32)  # cancellation
-    ours = elementwise.fma32(a, b, c)
+    ours = tf_math.fma32(a, b, c)
     exact = [_round_to_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z))) for x, y, z in zip(a, b, c)]
     assert_bit_exact("fma32", ours, np.array(exact, F32))
 
 
 def test_tf_kernels_use_the_scalar_path_on_the_last_size_mod_8_elements():
     x = np.linspace(-3, 3, 8 * 5 + 7, dtype=F32)
-    np.testing.assert_array_equal(elementwise.tf_exp(x)[:40], elementwise.eigen_exp(x[:40]))
-    np.testing.assert_array_equal(elementwise.tf_exp(x)[40:], elementwise.glibc_expf(x[40:]))
-    np.testing.assert_array_equal(elementwise.tf_sigmoid(x)[40:], elementwise.eigen_scalar_logistic(x[40:]))
+    np.testing.assert_array_equal(tf_math.tf_exp(x)[:40], tf_math.eigen_exp(x[:40]))
+    np.testing.assert_array_equal(tf_math.tf_exp(x)[40:], tf_math.glibc_expf(x[40:]))
+    np.testing.assert_array_equal(tf_math.tf_sigmoid(x)[40:], tf_math.eigen_scalar_logistic(x[40:]))
 
 
 def test_tf_kernels_flush_subnormals():
-    assert elementwise.tf_exp(np.array([-87.5], F32))[0] == 0  # exp(-87.5) ~ 1e-38 is subnormal
-    assert elementwise.eigen_exp(np.array([-87.5], F32))[0] > 0
+    assert tf_math.tf_exp(np.array([-87.5], F32))[0] == 0  # exp(-87.5) ~ 1e-38 is subnormal
+    assert tf_math.eigen_exp(np.array([-87.5], F32))[0] > 0
 
 
 # glibc expf (FMA build) at inputs where the same algorithm without FMA rounds the other way; values from the
@@ -115,7 +115,7 @@ GLIBC_NEAR_TIES = [(32.564632, 0x56FC9F1C), (-63.09946, 0x11FA2993)]
 @pytest.mark.parametrize("x, bits", GLIBC_NEAR_TIES)
 def test_glibc_expf_near_ties(x, bits):
     expected = np.array([bits], np.uint32).view(F32)[0]
-    assert elementwise.glibc_expf(np.array([x], F32))[0] == expected
+    assert tf_math.glibc_expf(np.array([x], F32))[0] == expected
 
 
 # --- against the real runtimes ------------------------------------------------------------------------------
@@ -126,10 +126,10 @@ def elementwise_reference():
 
 
 @pytest.mark.parametrize("name, ours", [
-    ("tf_exp", elementwise.tf_exp),
-    ("tf_sigmoid", elementwise.tf_sigmoid),
-    ("ov_sigmoid", elementwise.onednn_logistic),
-    ("libm_expf", elementwise.glibc_expf),
+    ("tf_exp", tf_math.tf_exp),
+    ("tf_sigmoid", tf_math.tf_sigmoid),
+    ("ov_sigmoid", tf_math.onednn_logistic),
+    ("libm_expf", tf_math.glibc_expf),
 ])
 def test_elementwise_bit_exact_with_runtime(elementwise_reference, name, ours):
     x = elementwise_reference["x"]
@@ -138,7 +138,7 @@ def test_elementwise_bit_exact_with_runtime(elementwise_reference, name, ours):
 
 
 def test_numpy_exp_is_not_tf_exp(elementwise_reference):
-    """Why elementwise.py exists: numpy's float32 exp disagrees with TF's on many values (measured here)."""
+    """Why reference/tf_math.py exists: numpy's float32 exp disagrees with TF's on many values (measured here)."""
     x = elementwise_reference["x"]
     packet = slice(0, len(x) - len(x) % 8)
     with np.errstate(over="ignore"):
@@ -153,5 +153,5 @@ def test_decoded_boxes_and_scores_bit_exact_with_tf(case):
     trace = {}
     decoded = box_coder.decode(data["box_encodings"], anchors.ssd_anchors(), trace)
     assert_bit_exact(f"{case} Postprocessor/Decode/transpose_1", decoded, data["tf_decoded_boxes"])
-    assert_bit_exact(f"{case} Postprocessor/convert_scores", box_coder.scores(data["class_logits"])[None],
+    assert_bit_exact(f"{case} Postprocessor/convert_scores", box_coder.scores(data["class_logits"], {})[None],
                      data["tf_scores"])

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ssd_np.checkpoint as ckpt
-from ssd_np.checkpoint import (DTYPES, CheckpointError, data_path, index_path, read_checkpoint, read_index,
+import ssd_np.weights.checkpoint as ckpt
+from ssd_np.weights.checkpoint import (DTYPES, CheckpointError, data_path, index_path, read_checkpoint, read_index,
                                write_checkpoint)
-from ssd_np.crc32c import crc32c, mask
+from ssd_np.weights.crc32c import crc32c, mask
 
 REPO = Path(__file__).resolve().parents[1]
 GENUINE_INDEX = REPO / "weights/model.ckpt.index"

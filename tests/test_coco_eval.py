@@ -1,4 +1,4 @@
-"""ssd_np.coco_eval against hand-computed values, stored pycocotools numbers and (when installed) live pycocotools."""
+"""ssd_np.verify.coco_eval against hand-computed values, stored pycocotools numbers and (when installed) live pycocotools."""
 
 import contextlib
 import hashlib
@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from ssd_np import coco_eval
+from ssd_np.verify import coco_eval
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 ANNOTATIONS = os.path.join(DATA, "instances_val2017_dev.json")

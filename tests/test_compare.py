@@ -1,4 +1,4 @@
-"""ssd_np.compare: trace loading, the tolerance rule, layout detection, the report and exit codes.
+"""ssd_np.verify.compare: trace loading, the tolerance rule, layout detection, the report and exit codes.
 
 Traces are synthetic (seeded numpy) with the genuine node names and shapes: no TF, no data files.
 """
@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from ssd_np.compare import (DEFAULT_ATOL, DEFAULT_RTOL, TraceError, compare_traces, load_trace, main_compare)
+from ssd_np.verify.compare import (DEFAULT_ATOL, DEFAULT_RTOL, TraceError, compare_traces, load_trace, main_compare)
 
 FE = "FeatureExtractor/MobilenetV2/"
 EXPANDED_3 = FE + "expanded_conv_3/output"

@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from ssd_np.crc32c import crc32c, crc32c_reference, mask, unmask
+from ssd_np.weights.crc32c import crc32c, crc32c_reference, mask, unmask
 
 # RFC 3720 (iSCSI) appendix B.4 test vectors, plus the CRC catalogue's check value for "123456789".
 ISCSI_READ_PDU = bytes.fromhex("01c00000000000000000000000000000"

@@ -18,11 +18,12 @@ import pytest
 from PIL import Image
 
 from conftest import DATA, ROOT
-from ssd_np.detect import coco_image_id, progress_line
+from ssd_np.cli.detect import progress_line
+from ssd_np.cli.outputs import coco_image_id
 from ssd_np.detector import Detector
 from ssd_np.images import load_rgb
-from ssd_np.standin import standin_weights
-from ssd_np.weights import write_h5
+from ssd_np.weights.standin import standin_weights
+from ssd_np.weights.hdf5 import write_h5
 from test_images import png_bytes
 
 IMAGES = DATA / "images"
@@ -136,7 +137,7 @@ def test_jobs_2_is_identical_to_jobs_1(tf_run, tmp_path, weights_file):
 
 
 def test_openvino_format(tmp_path, weights_file, detector):
-    from ssd_np.preprocess import resize_bilinear_cv2
+    from ssd_np.reference.preprocess import resize_bilinear_cv2
 
     result = cli("detect", COCO_A, GRAY, "--weights", weights_file, "--format", "openvino", "--json-dir", tmp_path)
     assert result.returncode == 0, result.stderr

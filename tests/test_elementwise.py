@@ -1,6 +1,7 @@
-"""The compiled elementwise kernels (``elementwise.*_fast``) against their NumPy twins, bit for bit.
+"""The compiled elementwise kernels (``ssd_np.engine.elementwise``) against their reference twins
+(``ssd_np.reference.tf_math``), bit for bit.
 
-The twins themselves are checked against the real runtimes in test_box_coder.py; here every ``*_fast`` function
+The twins themselves are checked against the real runtimes in test_box_coder.py; here every compiled function
 must give the same float32 bits as its twin (NaN compared as NaN) on: the runtimes' own inputs, special values,
 a sweep over the whole float32 range, the logits and box encodings of every golden, odd sizes (TF's scalar tail is
 the last ``size % 8`` elements) and stride-2 views. Each test prints the largest difference (0 ulp).
@@ -10,15 +11,12 @@ import pytest
 
 from conftest import DATA
 from golden import golden_files, load_golden
-from ssd_np import elementwise
+from ssd_np.engine import elementwise
+from ssd_np.reference import tf_math
 
 F32 = np.float32
-PAIRS = {  # fast kernel -> NumPy twin
-    "tf_exp": (elementwise.tf_exp_fast, elementwise.tf_exp),
-    "tf_sigmoid": (elementwise.tf_sigmoid_fast, elementwise.tf_sigmoid),
-    "glibc_expf": (elementwise.glibc_expf_fast, elementwise.glibc_expf),
-    "onednn_logistic": (elementwise.onednn_logistic_fast, elementwise.onednn_logistic),
-}
+PAIRS = {name: (getattr(elementwise, name), getattr(tf_math, name))  # compiled kernel, NumPy twin
+         for name in ("tf_exp", "tf_sigmoid", "glibc_expf", "onednn_logistic")}
 RUNTIME_KEYS = {"tf_exp": "tf_exp", "tf_sigmoid": "tf_sigmoid", "glibc_expf": "libm_expf",
                 "onednn_logistic": "ov_sigmoid"}
 SPECIALS = F32([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-45, -1e-45, 1e-39, -1e-39, np.finfo(F32).tiny,
@@ -57,7 +55,7 @@ def test_fast_equals_runtime_values(name):
     x = reference["x"]
     ours = PAIRS[name][0](x)
     worst = ulp_difference(ours, reference[RUNTIME_KEYS[name]])
-    print(f"{name}_fast against the real runtime on {len(x)} values: max difference {worst} ulp")
+    print(f"compiled {name} against the real runtime on {len(x)} values: max difference {worst} ulp")
     assert worst == 0
     assert check(name, x) == 0
 
@@ -108,4 +106,4 @@ def test_fast_equals_twin_on_golden_tensors(path):
 def test_glibc_expf_fast_near_ties(x, bits):
     """Inputs where glibc's FMA build rounds differently from the same algorithm without FMA (system expf)."""
     expected = np.array([bits], np.uint32).view(F32)[0]
-    assert elementwise.glibc_expf_fast(np.array([x], F32))[0] == expected
+    assert elementwise.glibc_expf(np.array([x], F32))[0] == expected

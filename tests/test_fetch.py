@@ -10,10 +10,11 @@ import threading
 import numpy as np
 import pytest
 
-from ssd_np.checkpoint import write_checkpoint
-from ssd_np.fetch import FetchError, default_weights_path, export_archive, fetch
-from ssd_np.standin import standin_weights
-from ssd_np.weights import WeightsError, load_weights
+from ssd_np.weights.checkpoint import write_checkpoint
+from ssd_np.weights.fetch import FetchError, export_archive, fetch
+from ssd_np.weights.hdf5 import default_weights_path
+from ssd_np.weights.standin import standin_weights
+from ssd_np.weights.hdf5 import WeightsError, load_weights
 
 
 class Server:

@@ -1,5 +1,5 @@
 """Greedy NMS of TF (NonMaxSuppressionV2) and OpenVINO (DetectionOutput NMSCF): hand-computed cases (for the
-NumPy functions and their compiled twins ``*_fast``), then the twins against each other on random scenes built
+reference's NumPy functions and the engine's compiled twins of the same names), then the twins against each other on random scenes built
 for exact ties (equal scores, IoU exactly at the threshold).
 
 The real runtimes' decisions at IoU exactly 0.6 are covered by the iou_tf / iou_openvino fixtures in
@@ -9,13 +9,14 @@ test_postprocess.py.
 import numpy as np
 import pytest
 
-from ssd_np import nms
+from ssd_np.engine import nms as engine_nms
+from ssd_np.reference import nms
 
 F32 = np.float32
 THRESHOLD = F32(0.600000023842)
-V2 = pytest.mark.parametrize("v2", [nms.non_max_suppression_v2, nms.non_max_suppression_v2_fast],
+V2 = pytest.mark.parametrize("v2", [nms.non_max_suppression_v2, engine_nms.non_max_suppression_v2],
                              ids=["numpy", "fast"])
-OPENVINO = pytest.mark.parametrize("nms_openvino", [nms.nms_openvino, nms.nms_openvino_fast], ids=["numpy", "fast"])
+OPENVINO = pytest.mark.parametrize("nms_openvino", [nms.nms_openvino, engine_nms.nms_openvino], ids=["numpy", "fast"])
 
 
 def test_iou_tf_hand_computed():
@@ -140,9 +141,9 @@ def test_iou_fast_equal_twins():
     worst_tf = worst_ov = 0.0
     for i in range(len(boxes)):
         tf_twin = nms.iou_tf(boxes[i], boxes)
-        tf_fast = np.array([nms.iou_tf_fast(boxes[i], other) for other in boxes], F32)
+        tf_fast = np.array([engine_nms.iou_tf(boxes[i], other) for other in boxes], F32)
         ov_twin = nms.iou_openvino(boxes[i], sizes[i], boxes, sizes)
-        ov_fast = np.array([nms.iou_openvino_fast(boxes[i], sizes[i], boxes[j], sizes[j]) for j in range(len(boxes))],
+        ov_fast = np.array([engine_nms.iou_openvino(boxes[i], sizes[i], boxes[j], sizes[j]) for j in range(len(boxes))],
                            F32)
         np.testing.assert_array_equal(tf_fast, tf_twin)  # NaN where NaN
         np.testing.assert_array_equal(ov_fast, ov_twin)
@@ -158,10 +159,10 @@ def test_argsort_by_score_is_lexsort():
         scores[rng.random(n) < 0.1] = np.nan
         scores[rng.random(n) < 0.1] = -0.0
         ties = rng.permutation(n).astype(np.int64)
-        np.testing.assert_array_equal(nms.argsort_by_score(scores, ties), np.lexsort((ties, -scores)))
-        np.testing.assert_array_equal(nms.argsort_by_score(scores, np.arange(n)),
+        np.testing.assert_array_equal(engine_nms.argsort_by_score(scores, ties), np.lexsort((ties, -scores)))
+        np.testing.assert_array_equal(engine_nms.argsort_by_score(scores, np.arange(n)),
                                       np.argsort(-scores, kind="stable"))
-        np.testing.assert_array_equal(nms.argsort_by_score(scores[::2], ties[::2]),  # stride 2
+        np.testing.assert_array_equal(engine_nms.argsort_by_score(scores[::2], ties[::2]),  # stride 2
                                       np.lexsort((ties[::2], -scores[::2])))
 
 
@@ -173,9 +174,9 @@ def test_v2_fast_equals_twin_on_random_scenes():
         boxes, scores = tie_prone_scene(rng, n)
         max_output = int(rng.choice([1, 3, 100, n]))
         twin = nms.non_max_suppression_v2(boxes, scores, max_output, THRESHOLD)
-        fast = nms.non_max_suppression_v2_fast(boxes, scores, max_output, THRESHOLD)
+        fast = engine_nms.non_max_suppression_v2(boxes, scores, max_output, THRESHOLD)
         np.testing.assert_array_equal(fast, twin, err_msg=f"trial {trial}")
-        strided = nms.non_max_suppression_v2_fast(np.repeat(boxes, 2, axis=0)[::2], np.repeat(scores, 2)[::2],
+        strided = engine_nms.non_max_suppression_v2(np.repeat(boxes, 2, axis=0)[::2], np.repeat(scores, 2)[::2],
                                                   max_output, THRESHOLD)
         np.testing.assert_array_equal(strided, twin, err_msg=f"trial {trial}, stride 2")
         selected += len(twin)
@@ -192,7 +193,7 @@ def test_nms_openvino_fast_equals_twin_on_random_scenes():
         sizes = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).astype(F32)
         candidates = rng.permutation(n)[: int(rng.integers(0, n + 1))].astype(np.int64)
         twin = nms.nms_openvino(candidates, boxes, sizes, THRESHOLD)
-        fast = nms.nms_openvino_fast(candidates, boxes, sizes, THRESHOLD)
+        fast = engine_nms.nms_openvino(candidates, boxes, sizes, THRESHOLD)
         np.testing.assert_array_equal(fast, twin, err_msg=f"trial {trial}")
         selected += len(twin)
     print(f"150 scenes, {selected} selections, all identical (max difference 0)")

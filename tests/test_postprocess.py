@@ -1,7 +1,8 @@
 """Both post-processing paths: hand-built scenes, then every fixture made by the real TF graph and the real
 OpenVINO IR (tests/data/postprocess/*.npz, see tools/make_postprocess_cases.py): same rows, same order,
-values within 1e-6 (in fact bit-exact). Last, the compiled selection kernels (``multiclass_nms_fast``,
-``openvino_detections_fast``) against their NumPy twins on the fixtures, the goldens and random scenes."""
+values within 1e-6 (in fact bit-exact), for the reference's NumPy kernels and for the engine's compiled ones
+(``ssd_np.engine.postprocess.OPS``). Last, the compiled selection kernels (``multiclass_nms``,
+``openvino_detections``) against their NumPy twins on the fixtures, the goldens and random scenes, bit for bit."""
 
 from pathlib import Path
 
@@ -9,12 +10,15 @@ import numpy as np
 import pytest
 
 from golden import golden_files, golden_id, load_golden
-from ssd_np import anchors, box_coder, elementwise, postprocess
+from ssd_np.engine import elementwise
+from ssd_np.engine import postprocess as engine_postprocess
+from ssd_np.reference import anchors, box_coder, postprocess
 
 F32 = np.float32
 DATA = Path(__file__).parent / "data" / "postprocess"
 CASES = sorted(p.stem for p in DATA.glob("*.npz") if p.stem not in ("references", "elementwise"))
 ATOL = 1e-6
+OPS = pytest.mark.parametrize("ops", [postprocess.NUMPY_OPS, engine_postprocess.OPS], ids=["reference", "engine"])
 
 
 def _fmt(row):
@@ -77,7 +81,7 @@ def test_tf_outputs_boxes_are_clipped_and_zero_area_boxes_dropped():
     box_encodings, class_logits, a, b = scene()
     box_encodings[b, 0] = -100.0  # moved far above the image: clipped to zero height, dropped
     box_encodings[a, 1] = -30.0  # partly left of the image: clipped to x = 0
-    out = postprocess.tf_outputs(box_encodings, class_logits, anchors.ssd_anchors())
+    out = postprocess.tf_outputs(box_encodings, class_logits, anchors.ssd_anchors(), {})
     assert out["num_detections"][0] == 2
     assert out["detection_boxes"][0, 0, 1] == 0.0
 
@@ -85,7 +89,7 @@ def test_tf_outputs_boxes_are_clipped_and_zero_area_boxes_dropped():
 def test_detection_out_hand_built_scene():
     box_encodings, class_logits, a, b = scene()
     trace = {}
-    out = postprocess.detection_out(box_encodings, class_logits, trace=trace)
+    out = postprocess.detection_out(box_encodings, class_logits, trace)
     assert out.shape == (1, 1, 100, 7) and out.dtype == np.float32
     rows = out[0, 0]
     priors = anchors.openvino_priors()
@@ -111,25 +115,26 @@ def test_top_100_before_nms_in_openvino_but_not_in_tf():
     box_encodings[stacked, :2] = (0.5 - centers) * 100  # ty / 10 * 0.1 = shift
     class_logits[stacked, 1] = np.linspace(2.0, 3.0, 100)
     class_logits[separate, 1] = np.linspace(0.0, 1.0, 101)
-    rows = postprocess.detection_out(box_encodings, class_logits)[0, 0]
+    rows = postprocess.detection_out(box_encodings, class_logits, {})[0, 0]
     assert np.sum((rows[:, 0] == 0) & (rows[:, 1] == 1)) == 1
-    out = postprocess.tf_outputs(box_encodings, class_logits, table)
+    out = postprocess.tf_outputs(box_encodings, class_logits, table, {})
     assert out["num_detections"][0] == 100 and np.all(out["detection_classes"][0] == 1)
 
 
 def test_inputs_are_checked():
     with pytest.raises(ValueError, match="squeeze"):
-        postprocess.tf_outputs(np.zeros((1, 1917, 1, 4), F32), np.zeros((1, 1917, 91), F32), anchors.ssd_anchors())
+        postprocess.tf_outputs(np.zeros((1, 1917, 1, 4), F32), np.zeros((1, 1917, 91), F32), anchors.ssd_anchors(), {})
     with pytest.raises(ValueError, match="squeeze"):
-        postprocess.detection_out(np.zeros((1917, 4), F32), np.zeros((1917, 90), F32))
+        postprocess.detection_out(np.zeros((1917, 4), F32), np.zeros((1917, 90), F32), {})
 
 
 # --- against the real runtimes ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES)
-def test_tf_outputs_match_tensorflow(case):
+@OPS
+def test_tf_outputs_match_tensorflow(case, ops):
     data = np.load(DATA / f"{case}.npz")
-    out = postprocess.tf_outputs(data["box_encodings"], data["class_logits"], anchors.ssd_anchors())
+    out = postprocess.tf_outputs(data["box_encodings"], data["class_logits"], anchors.ssd_anchors(), {}, ops)
     assert out["num_detections"][0] == data["tf_num_detections"][0], \
         f"num_detections {out['num_detections'][0]} != {data['tf_num_detections'][0]}"
     ours = tf_rows(out["detection_boxes"], out["detection_scores"], out["detection_classes"])
@@ -141,9 +146,10 @@ def test_tf_outputs_match_tensorflow(case):
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_detection_out_matches_openvino(case):
+@OPS
+def test_detection_out_matches_openvino(case, ops):
     data = np.load(DATA / f"{case}.npz")
-    ours = postprocess.detection_out(data["box_encodings"], data["class_logits"])
+    ours = postprocess.detection_out(data["box_encodings"], data["class_logits"], {}, ops=ops)
     ref = data["ov_detection_out"]
     assert ours.shape == ref.shape == (1, 1, 100, 7)
     message = side_by_side(ours[0, 0], ref[0, 0], "[image label conf xmin ymin xmax ymax]")
@@ -212,15 +218,15 @@ def test_fast_selections_equal_twins_on_fixtures_and_goldens():
     inputs = pre_nms_inputs()
     worst, detections, rows = 0.0, 0, 0
     for name, box_encodings, class_logits in inputs:
-        boxes = box_coder.decode(box_encodings, anchors.ssd_anchors())
-        scores = box_coder.scores(class_logits)[:, 1:]
+        boxes = box_coder.decode(box_encodings, anchors.ssd_anchors(), {})
+        scores = box_coder.scores(class_logits, {})[:, 1:]
         twin = postprocess.multiclass_nms(boxes, scores)
-        worst = max(worst, assert_identical(f"{name} TF", postprocess.multiclass_nms_fast(boxes, scores), twin))
+        worst = max(worst, assert_identical(f"{name} TF", engine_postprocess.multiclass_nms(boxes, scores), twin))
         detections += len(twin[0])
-        confidences = elementwise.onednn_logistic_fast(class_logits)
+        confidences = elementwise.onednn_logistic(class_logits)
         ov_boxes, sizes = postprocess.decode_openvino(box_encodings, anchors.openvino_priors())
         twin = postprocess.openvino_detections(confidences, ov_boxes, sizes)
-        ours = postprocess.openvino_detections_fast(confidences, ov_boxes, sizes)
+        ours = engine_postprocess.openvino_detections(confidences, ov_boxes, sizes)
         worst = max(worst, assert_identical(f"{name} OpenVINO", ours, twin))
         rows += len(twin[0])
     print(f"{len(inputs)} inputs, {detections} TF NMS survivors, {rows} OpenVINO rows: max difference {worst}")
@@ -229,14 +235,14 @@ def test_fast_selections_equal_twins_on_fixtures_and_goldens():
 @pytest.mark.parametrize("seed", range(6))
 def test_fast_selections_equal_twins_on_random_scenes(seed):
     box_encodings, class_logits = random_scene(seed)
-    boxes = box_coder.decode(box_encodings, anchors.ssd_anchors())
-    scores = box_coder.scores(class_logits)[:, 1:]
+    boxes = box_coder.decode(box_encodings, anchors.ssd_anchors(), {})
+    scores = box_coder.scores(class_logits, {})[:, 1:]
     twin = postprocess.multiclass_nms(boxes, scores)
-    worst = assert_identical("TF", postprocess.multiclass_nms_fast(boxes, scores), twin)
-    confidences = elementwise.onednn_logistic_fast(class_logits)
+    worst = assert_identical("TF", engine_postprocess.multiclass_nms(boxes, scores), twin)
+    confidences = elementwise.onednn_logistic(class_logits)
     ov_boxes, sizes = postprocess.decode_openvino(box_encodings, anchors.openvino_priors())
     ov_twin = postprocess.openvino_detections(confidences, ov_boxes, sizes)
-    worst = max(worst, assert_identical("OpenVINO", postprocess.openvino_detections_fast(confidences, ov_boxes, sizes),
+    worst = max(worst, assert_identical("OpenVINO", engine_postprocess.openvino_detections(confidences, ov_boxes, sizes),
                                         ov_twin))
     assert len(ov_twin[0]) == postprocess.OPENVINO_KEEP_TOP_K  # keep_top_k cut
     print(f"seed {seed}: {len(twin[0])} TF survivors, {len(ov_twin[0])} OpenVINO rows, max difference {worst}")

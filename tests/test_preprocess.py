@@ -1,4 +1,4 @@
-"""ssd_np.preprocess: TF's legacy ResizeBilinear and scaling, OpenCV's uint8 INTER_LINEAR resize.
+"""Preprocessing (reference and engine): TF's legacy ResizeBilinear and scaling, OpenCV's uint8 INTER_LINEAR resize.
 
 Fixtures tests/data/ops/resize_tf.npz and resize_cv2.npz come from tools/make_op_cases.py (real TF 2.17.1 and
 OpenCV 4.11); both resizes are bit-exact.
@@ -8,13 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ssd_np import preprocess
+from ssd_np.engine import preprocess as engine_preprocess
+from ssd_np.reference import preprocess
 from test_kernels import op_cases
 
 
 def test_tf_legacy_weights_hand():
     # 2 -> 4: scale 0.5, source coordinates 0, 0.5, 1, 1.5 (no half-pixel offset); the last clamps to row 1.
-    lower, upper, lerp = preprocess._tf_legacy_weights(4, 2)
+    lower, upper, lerp = preprocess.legacy_sampling(4, 2)
     np.testing.assert_array_equal(lower, [0, 0, 1, 1])
     np.testing.assert_array_equal(upper, [0, 1, 1, 1])
     np.testing.assert_array_equal(lerp, [0, 0.5, 0, 0.5])
@@ -34,15 +35,17 @@ def test_resize_tf_hand():
                                                 ((1, 1), (3, 2)), ((301, 299), (300, 300))])
 def test_resize_tf_kernel_vs_twin_exact(in_shape, out_shape):
     image = np.random.default_rng(in_shape[0]).integers(0, 256, (*in_shape, 3), dtype=np.uint8)
-    out = preprocess.resize_bilinear_tf(image, *out_shape)
-    ref = preprocess.resize_bilinear_tf_ref(image, *out_shape)
+    out = engine_preprocess.resize_bilinear_tf(image, *out_shape)
+    ref = preprocess.resize_bilinear_tf(image, *out_shape)
     print(f"resize_tf {in_shape} -> {out_shape}: max diff {np.abs(out - ref).max():.2e}")
     np.testing.assert_array_equal(out, ref)
 
 
 @pytest.mark.parametrize("case", op_cases("resize_tf"), ids=lambda c: f"{c['image'].shape[:2]}->{c['out'].shape[:2]}")
-def test_resize_tf_vs_tf_exact(case):
-    out = preprocess.resize_bilinear_tf(case["image"], *case["out"].shape[:2])
+@pytest.mark.parametrize("resize", [preprocess.resize_bilinear_tf, engine_preprocess.resize_bilinear_tf],
+                         ids=["reference", "engine"])
+def test_resize_tf_vs_tf_exact(case, resize):
+    out = resize(case["image"], *case["out"].shape[:2])
     print(f"resize_tf {case['image'].shape} -> {out.shape}: max diff {np.abs(out - case['out']).max():.2e}")
     np.testing.assert_array_equal(out, case["out"])
 
@@ -59,6 +62,7 @@ def test_preprocess_constants_and_arithmetic():
     np.testing.assert_array_equal(out, (np.float32(2 / 255) * resized) - np.float32(1))
     assert trace["Preprocessor/sub"].shape == (1, 300, 300, 3)
     assert out.min() >= -1 and out.max() <= 1
+    np.testing.assert_array_equal(engine_preprocess.preprocess(image), out)
 
 
 def test_cv2_hand_cases():
@@ -83,7 +87,7 @@ def test_resize_cv2_vs_opencv_exact(case):
 
 def test_bad_images_raise():
     with pytest.raises(ValueError, match="uint8"):
-        preprocess.preprocess(np.zeros((4, 4, 3), np.float32))
+        preprocess.preprocess(np.zeros((4, 4, 3), np.float32), {})
     with pytest.raises(ValueError, match="uint8"):
         preprocess.resize_bilinear_tf(np.zeros((4, 4), np.uint8))
     with pytest.raises(ValueError, match="uint8"):

@@ -8,9 +8,9 @@ import pytest
 
 from conftest import DATA
 from golden import GOLDEN
-from ssd_np import coco_eval
-from ssd_np.standin import standin_weights
-from ssd_np.weights import write_h5
+from ssd_np.verify import coco_eval
+from ssd_np.weights.standin import standin_weights
+from ssd_np.weights.hdf5 import write_h5
 
 LAYER_GOLDEN = GOLDEN / "seed1" / "000000037777.npz"
 
@@ -34,7 +34,7 @@ def test_trace_compares_with_the_tf_golden(tmp_path, seed1_h5):
         keys = z.files
         meta = json.loads(str(z["__meta__/json"]))
     assert keys.index("Preprocessor/sub") < keys.index("FeatureExtractor/MobilenetV2/Conv/Relu6") < keys.index("concat_1")
-    assert meta["producer"] == "ssd_np" and meta["weights_genuine"] is False
+    assert meta["producer"] == "ssd_np reference" and meta["weights_genuine"] is False
     report = tmp_path / "report.json"
     result = cli("compare", LAYER_GOLDEN, trace, "--json", report)
     print(result.stdout)

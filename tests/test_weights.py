@@ -5,9 +5,9 @@ import h5py
 import numpy as np
 import pytest
 
-from ssd_np.checkpoint import read_index, write_checkpoint
-from ssd_np.standin import normal, standin_weights, uniform
-from ssd_np.weights import (MANIFEST, WeightsError, export_checkpoint, load_weights, require_genuine,
+from ssd_np.weights.checkpoint import read_index, write_checkpoint
+from ssd_np.weights.standin import normal, standin_weights, uniform
+from ssd_np.weights.hdf5 import (MANIFEST, WeightsError, export_checkpoint, load_weights, require_genuine,
                             write_h5)
 from conftest import ROOT
 

@@ -105,7 +105,7 @@ def _ssd_runners(h5: str) -> tuple[dict, dict[str, list[float]], str]:
     import numpy as np
 
     from ssd_np import anchors, box_coder, box_predictor, mobilenet_v2, model, postprocess, preprocess
-    from ssd_np.weights import load_weights
+    from ssd_np.weights.hdf5 import load_weights
 
     weights = model.prepare(load_weights(h5)[0])  # as Detector does: layouts packed once, not per call
     stage_times: dict[str, list[float]] = {s: [] for s in STAGES}

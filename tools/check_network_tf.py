@@ -2,7 +2,7 @@
 
     /work/venvs/ref/bin/python tools/check_network_tf.py [--image PATH] [--seed 1] [--profile sparse] [--spread]
 
-Reference venv (TF 2.17.1; numba and ssd_np run there too, numpy 1.26). Stand-in weights (ssd_np.standin) are
+Reference venv (TF 2.17.1; numba and ssd_np run there too, numpy 1.26). Stand-in weights (ssd_np.weights.standin) are
 assigned to the variables of the genuine `model.ckpt.meta` (tools/tf_reference.py: oneDNN off, one thread,
 Grappler off); one uint8 RGB image is fed to `image_tensor:0`, and every node that ssd_np traces is fetched.
 Per node it prints the largest absolute difference, that difference relative to the tensor's largest
@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 from tf_reference import ROOT, ReferenceGraph  # noqa: E402
 
 from ssd_np import box_predictor, mobilenet_v2, preprocess  # noqa: E402
-from ssd_np.standin import standin_weights  # noqa: E402
+from ssd_np.weights.standin import standin_weights  # noqa: E402
 
 DEFAULT_IMAGE = ROOT.parent / "shared" / "coco" / "val2017_dev" / "000000000139.jpg"
 

@@ -63,8 +63,8 @@ def run_forward(weights_path: str | None) -> None:
     import numpy as np
 
     from ssd_np import model
-    from ssd_np.standin import standin_weights
-    from ssd_np.weights import load_weights
+    from ssd_np.weights.standin import standin_weights
+    from ssd_np.weights.hdf5 import load_weights
 
     weights = load_weights(weights_path)[0] if weights_path else standin_weights(1, "sparse")
     rng = np.random.default_rng(0)

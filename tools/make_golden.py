@@ -37,8 +37,8 @@ import openvino as ov
 from freeze_and_convert import convert, freeze
 from tf_reference import META_GRAPH, ROOT, ReferenceGraph, tf
 
-from ssd_np.checkpoint import write_checkpoint
-from ssd_np.standin import standin_weights
+from ssd_np.weights.checkpoint import write_checkpoint
+from ssd_np.weights.standin import standin_weights
 
 COCO = ROOT.parent / "shared" / "coco" / "val2017_dev"
 IMAGES = ROOT / "tests" / "data" / "images"
@@ -159,7 +159,7 @@ def main() -> None:
                 "producer": "tools/make_golden.py", "tensorflow": tf.__version__,
                 "tf_settings": "TF_ENABLE_ONEDNN_OPTS=0, 1 intra/inter-op thread, Grappler off",
                 "graph": "release model.ckpt.meta", "graph_sha256": graph_sha,
-                "checkpoint": f"stand-in seed {seed}, profile {profile}, written by ssd_np.checkpoint",
+                "checkpoint": f"stand-in seed {seed}, profile {profile}, written by ssd_np.weights.checkpoint",
                 "checkpoint_sha256": ckpt_sha, "seed": seed, "profile": profile,
                 "image": path.name, "image_sha256": sha256(path.read_bytes()),
                 "rgb_sha256": sha256(rgb.tobytes()), "rgb_shape": list(rgb.shape),

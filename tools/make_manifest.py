@@ -8,7 +8,7 @@ Reads every entry of the genuine `model.ckpt.index` with ssd_np's own tensor_bun
 import sys
 from pathlib import Path
 
-from ssd_np.checkpoint import read_index
+from ssd_np.weights.checkpoint import read_index
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -73,9 +73,9 @@ def build_weights(paths: dict[str, Path], seed: int, profile: str) -> None:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from ssd_np.checkpoint import write_checkpoint
-    from ssd_np.standin import standin_weights
-    from ssd_np.weights import write_h5
+    from ssd_np.weights.checkpoint import write_checkpoint
+    from ssd_np.weights.standin import standin_weights
+    from ssd_np.weights.hdf5 import write_h5
 
     if Path(str(paths["checkpoint"]) + ".index").is_file() and paths["h5"].is_file():
         return

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ssd_np import anchors, box_predictor, mobilenet_v2, model, postprocess, preprocess  # noqa: E402
-from ssd_np.standin import standin_weights  # noqa: E402
+from ssd_np.weights.standin import standin_weights  # noqa: E402
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from tf_reference import ROOT, ReferenceGraph
 
-from ssd_np.standin import standin_weights
+from ssd_np.weights.standin import standin_weights
 
 COCO = ROOT.parent / "shared" / "coco" / "val2017_dev"
 

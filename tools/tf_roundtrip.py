@@ -1,4 +1,4 @@
-"""Check ssd_np.checkpoint.write_checkpoint against real TensorFlow.
+"""Check ssd_np.weights.checkpoint.write_checkpoint against real TensorFlow.
 
 Needs the reference venv (TensorFlow 2.17.1) and the genuine graph from /work/shared:
 
@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from ssd_np.checkpoint import DTYPES, data_path, index_path, write_checkpoint  # noqa: E402
+from ssd_np.weights.checkpoint import DTYPES, data_path, index_path, write_checkpoint  # noqa: E402
 
 LISTING = REPO / "tests/data/model.ckpt.index.listing.tsv"
 GENUINE_META = "/work/shared/release/ssd_mobilenet_v2_coco_2018_03_29/model.ckpt.meta"
@@ -134,7 +134,7 @@ def main() -> int:
             ours, theirs = f"{tmp}/{case}_ours/model.ckpt", f"{tmp}/{case}_tf/model.ckpt"
             write_checkpoint(ours, tensors)
             size = os.path.getsize(data_path(ours))
-            print(f"{case}: wrote {len(tensors)} tensors with ssd_np.checkpoint, data {size} bytes, "
+            print(f"{case}: wrote {len(tensors)} tensors with ssd_np.weights.checkpoint, data {size} bytes, "
                   f"index {os.path.getsize(index_path(ours))} bytes")
             results.append(report(f"{case}: tf.train.load_checkpoint reads all {len(tensors)} tensors bit-identical",
                                   check_load_checkpoint(ours, tensors)))

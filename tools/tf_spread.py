@@ -23,8 +23,8 @@ from PIL import Image  # noqa: E402
 
 from tf_reference import ROOT, ReferenceGraph  # noqa: E402
 
-from ssd_np.checkpoint import write_checkpoint  # noqa: E402
-from ssd_np.standin import standin_weights  # noqa: E402
+from ssd_np.weights.checkpoint import write_checkpoint  # noqa: E402
+from ssd_np.weights.standin import standin_weights  # noqa: E402
 
 
 def load(path: Path) -> tuple[dict, dict]:

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 from numba import prange
 
-from ssd_np.kernels import LANES, MR, NR, _check_hwc, _tile_sums, empty_aligned, vsplat, vstore
+from ssd_np.engine.conv import MR, NR, tile_sums
+from ssd_np.engine.simd import LANES, check_hwc, empty_aligned, njit, vsplat, vstore
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
@@ -78,7 +78,7 @@ def prepare(w: np.ndarray, bias: np.ndarray) -> Winograd:
     return Winograd(packed, cin, cout, np.ascontiguousarray(bias, np.float32))
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _input_transform(xp, tiles_x, tiles, v):
     """v[e, t, c] = (B^T d B)[e // 4, e % 4] for tile t = ty * tiles_x + tx < tiles,
     d = xp[2ty:2ty+4, 2tx:2tx+4, c]. xp: the input with one row and column of zeros before it and enough after
@@ -104,7 +104,7 @@ def _input_transform(xp, tiles_x, tiles, v):
             v[12, t, c], v[13, t, c], v[14, t, c], v[15, t, c] = r30 - r32, r31 + r32, r32 - r31, r31 - r33
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _batched_gemm(v, packed, rows, m):
     """m[e] (tiles, panels * NR) = v[e] (tiles, cin) @ U[e] for the 16 positions e, U[e] packed (panels, cin, NR).
 
@@ -124,10 +124,10 @@ def _batched_gemm(v, packed, rows, m):
             acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
             a = p * cin
             if rows == MR:
-                acc = _tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a + 5 * cin, b, 0, cin,
+                acc = tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a + 5 * cin, b, 0, cin,
                                  False, acc, True)
             else:
-                acc = _tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a, b, 0, cin,
+                acc = tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a, b, 0, cin,
                                  False, acc, False)
             s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
             o = p * width + j0
@@ -140,7 +140,7 @@ def _batched_gemm(v, packed, rows, m):
                 vstore(out, o + LANES, s51)
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _output_transform(m, bias, tiles_x, y):
     """y[2ty + i, 2tx + j, n] = (A^T M A)[i, j] + bias[n], M[a, b] = m[a * 4 + b, ty * tiles_x + tx, n]; the
     outputs past y's bottom or right edge are dropped."""
@@ -171,7 +171,7 @@ def _output_transform(m, bias, tiles_x, y):
 
 def conv3x3_bias(x: np.ndarray, wg: Winograd) -> np.ndarray:
     """Conv2D 3x3 SAME stride 1 of x (H, W, cin) plus biases, by Winograd F(2x2, 3x3) -> (H, W, cout)."""
-    _check_hwc(x, "winograd input")
+    check_hwc(x, "winograd input")
     if x.shape[2] != wg.cin:
         raise ValueError(f"winograd: weights for {wg.cin} input channels do not fit input {x.shape}")
     h, w, cin = x.shape
@@ -188,23 +188,3 @@ def conv3x3_bias(x: np.ndarray, wg: Winograd) -> np.ndarray:
     y = empty_aligned((h, w, wg.cout))
     _output_transform(m, wg.bias, tiles_x, y)
     return y
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Plain-NumPy twin (the same algorithm, slow): the tests compare the kernels above with it.
-# ---------------------------------------------------------------------------------------------------------------
-
-def conv3x3_bias_ref(x: np.ndarray, w: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Winograd F(2x2, 3x3) of x (H, W, cin) with w (3, 3, cin, cout), plus bias, in float32 NumPy."""
-    h, wd, cin = x.shape
-    tiles_y, tiles_x = (h + 1) // 2, (wd + 1) // 2
-    xp = np.zeros((2 * tiles_y + 2, 2 * tiles_x + 2, cin), np.float32)
-    xp[1:h + 1, 1:wd + 1] = x
-    d = np.stack([xp[2 * ty:2 * ty + 4, 2 * tx:2 * tx + 4] for ty in range(tiles_y) for tx in range(tiles_x)])
-    b_t, a_t = B_T.astype(np.float32), A_T.astype(np.float32)
-    v = np.einsum("ai,tijc,bj->tabc", b_t, d, b_t)  # (tiles, 4, 4, cin)
-    u = np.stack([np.stack([transform_weights(w, a, b) for b in range(4)]) for a in range(4)])  # (4, 4, cin, cout)
-    m = np.einsum("tabc,abcn->tabn", v, u)  # (tiles, 4, 4, cout)
-    y = np.einsum("ia,tabn,jb->tijn", a_t, m, a_t)  # (tiles, 2, 2, cout)
-    y = y.reshape(tiles_y, tiles_x, 2, 2, -1).transpose(0, 2, 1, 3, 4).reshape(2 * tiles_y, 2 * tiles_x, -1)
-    return y[:h, :wd] + bias

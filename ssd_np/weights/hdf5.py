@@ -1,7 +1,7 @@
 """Weights: the release's variable manifest, export from a TF checkpoint or the release archive to HDF5,
 and the strict loader.
 
-The manifest (`weights/manifest.tsv`, installed as `ssd_np.release`) lists the 344 float32 variables of
+The manifest (`weights/manifest.tsv`, installed as `ssd_np.weights.release`) lists the 344 float32 variables of
 `ssd_mobilenet_v2_coco_2018_03_29/model.ckpt`, with their shapes and the CRC32C of the genuine tensors, read
 from the genuine `model.ckpt.index` by `tools/make_manifest.py`.
 
@@ -28,12 +28,15 @@ import h5py
 import numpy as np
 
 from ssd_np.atomic import atomic_path
-from ssd_np.checkpoint import read_checkpoint
-from ssd_np.crc32c import crc32c
+from ssd_np.weights.checkpoint import read_checkpoint
+from ssd_np.weights.crc32c import crc32c
 
 MODEL_NAME = "ssd_mobilenet_v2_coco_2018_03_29"
 FORMAT = "ssd_np-weights"
 FORMAT_VERSION = 1
+
+
+WEIGHTS_ENV = "SSD_NP_WEIGHTS"
 
 
 class WeightsError(ValueError):
@@ -50,7 +53,7 @@ class Manifest:
 
 def _read_manifest() -> Manifest:
     shapes, crcs = {}, {}
-    text = resources.files("ssd_np.release").joinpath("manifest.tsv").read_text()
+    text = resources.files("ssd_np.weights.release").joinpath("manifest.tsv").read_text()
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -64,8 +67,8 @@ MANIFEST = _read_manifest()
 
 
 def release_sha256(filename: str) -> str:
-    """The reference sha256 of a release file, from the release's SHA256SUMS (shipped as `ssd_np.release`)."""
-    for line in resources.files("ssd_np.release").joinpath("SHA256SUMS").read_text().splitlines():
+    """The reference sha256 of a release file, from the release's SHA256SUMS (shipped as `ssd_np.weights.release`)."""
+    for line in resources.files("ssd_np.weights.release").joinpath("SHA256SUMS").read_text().splitlines():
         fields = line.split()
         if len(fields) >= 2 and fields[1] == filename:
             return fields[0]
@@ -156,6 +159,17 @@ def require_genuine(tensors: dict[str, np.ndarray], origin: str) -> None:
         if actual != MANIFEST.crc32c[name]:
             raise WeightsError(f"{origin}: tensor {name!r} has CRC32C {actual:#010x}, the genuine release has "
                                f"{MANIFEST.crc32c[name]:#010x}; the file is corrupt or not the release")
+
+
+def default_weights_path() -> Path:
+    """Where `ssd-np weights fetch` writes and `Detector.load()` reads the weights.
+
+    `$SSD_NP_WEIGHTS` if set, else `$XDG_CACHE_HOME/ssd_np/<model>.h5` (XDG_CACHE_HOME defaults to ~/.cache).
+    """
+    if os.environ.get(WEIGHTS_ENV):
+        return Path(os.environ[WEIGHTS_ENV]).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "ssd_np" / f"{MODEL_NAME}.h5"
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, object]]:

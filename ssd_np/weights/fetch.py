@@ -19,27 +19,15 @@ from pathlib import Path
 from typing import TextIO
 
 from ssd_np.atomic import atomic_path
-from ssd_np.checkpoint import read_checkpoint
-from ssd_np.weights import MODEL_NAME, WeightsError, release_sha256, require_genuine, sha256_file, write_h5
+from ssd_np.weights.checkpoint import read_checkpoint
+from ssd_np.weights.hdf5 import MODEL_NAME, WeightsError, default_weights_path, release_sha256, require_genuine, sha256_file, write_h5
 
 ARCHIVE_NAME = f"{MODEL_NAME}.tar.gz"
 RELEASE_URL = f"http://download.tensorflow.org/models/object_detection/{ARCHIVE_NAME}"
-WEIGHTS_ENV = "SSD_NP_WEIGHTS"
 
 
 class FetchError(RuntimeError):
     """The download could not be completed or verified."""
-
-
-def default_weights_path() -> Path:
-    """Where `ssd-np weights fetch` writes and `Detector.load()` reads the weights.
-
-    `$SSD_NP_WEIGHTS` if set, else `$XDG_CACHE_HOME/ssd_np/<model>.h5` (XDG_CACHE_HOME defaults to ~/.cache).
-    """
-    if os.environ.get(WEIGHTS_ENV):
-        return Path(os.environ[WEIGHTS_ENV]).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "ssd_np" / f"{MODEL_NAME}.h5"
 
 
 def _progress(done: int, total: int | None, out: TextIO) -> None:

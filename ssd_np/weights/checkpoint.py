@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssd_np.crc32c import crc32c, mask, unmask
+from ssd_np.weights.crc32c import crc32c, mask, unmask
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48  # 2 block handles padded to 40 bytes + 8-byte magic
@@ -490,7 +490,7 @@ def _little_endian_arrays(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarra
         array = np.asarray(tensors[name])
         dtype = array.dtype.newbyteorder("<")
         if dtype not in _TF_DTYPE:
-            raise CheckpointError(f"tensor {name!r} has dtype {array.dtype}, which ssd_np.checkpoint cannot write; "
+            raise CheckpointError(f"tensor {name!r} has dtype {array.dtype}, which ssd_np.weights.checkpoint cannot write; "
                                   f"convert it to one of {', '.join(d.name for d in DTYPES.values())}")
         arrays[name] = array.astype(dtype, order="C", copy=False)
     return arrays

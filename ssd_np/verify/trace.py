@@ -1,5 +1,8 @@
 """`ssd-np trace`: every intermediate tensor of one image, saved under the TF graph node name that computes it.
 
+The trace is the reference's (`ssd_np.reference.model`, plain NumPy): it records each tensor as it computes it,
+so the file holds exactly what the readable code computes, layer by layer.
+
 Trace file format (an `.npz`, also written by `tools/make_golden.py` for TF, and writable by any runtime):
 - one float32 array per tensor, keyed by the genuine graph node name without `:0`
   (e.g. `FeatureExtractor/MobilenetV2/expanded_conv_3/output`), in TF's shape and layout: NHWC with the
@@ -19,28 +22,28 @@ import numpy as np
 
 import ssd_np
 from ssd_np.atomic import atomic_path
-from ssd_np.detector import Detector
 from ssd_np.images import load_rgb
-from ssd_np.weights import sha256_file
+from ssd_np.reference import model
+from ssd_np.weights.hdf5 import default_weights_path, load_weights, sha256_file
 
 
-def trace_image(detector: Detector, image_path: str | os.PathLike) -> dict[str, np.ndarray]:
+def trace_image(weights: dict[str, np.ndarray], image_path: str | os.PathLike) -> dict[str, np.ndarray]:
     """All traced tensors of one image, in execution order, as float32 arrays with TF's shapes."""
     trace: dict[str, np.ndarray] = {}
-    detector.tf_outputs(load_rgb(image_path), trace)
+    model.tf_outputs(load_rgb(image_path), weights, trace)
     return {name: np.asarray(value, dtype=np.float32) for name, value in trace.items()}
 
 
 def write_trace(image_path: str | os.PathLike, out: str | os.PathLike,
                 weights_path: str | os.PathLike | None = None) -> int:
     """Trace `image_path` and write the trace file `out` atomically. Returns the number of tensors."""
-    detector = Detector.load(weights_path)
-    tensors = trace_image(detector, image_path)
-    weights_file = Path(weights_path) if weights_path else None
+    weights_file = Path(weights_path) if weights_path else default_weights_path()
+    weights, attrs = load_weights(weights_file)
+    tensors = trace_image(weights, image_path)
     meta = {
-        "producer": "ssd_np", "version": ssd_np.__version__,
-        "weights_source": detector.source, "weights_genuine": detector.genuine,
-        "weights_sha256": sha256_file(weights_file) if weights_file else None,
+        "producer": "ssd_np reference", "version": ssd_np.__version__,
+        "weights_source": str(attrs["source"]), "weights_genuine": bool(attrs["genuine"]),
+        "weights_sha256": sha256_file(weights_file),
         "image": str(image_path), "image_sha256": hashlib.sha256(Path(image_path).read_bytes()).hexdigest(),
     }
     out = Path(out)

@@ -5,7 +5,7 @@ Formats (`--format`), each reproducing its reference exactly:
   `DIR/<stem>.json`: {"image", "detection_boxes": [[ymin, xmin, ymax, xmax], ...] normalized,
   "detection_scores", "detection_classes" (integers), "num_detections"}, only the real rows, best first.
 - `openvino`: the OpenVINO IR's `detection_out` as an OpenVINO user gets it: the image resized to 300x300 with
-  OpenCV's `cv2.resize(INTER_LINEAR)` (`preprocess.resize_bilinear_cv2`, bit-exact), channels flipped to BGR.
+  OpenCV's `cv2.resize(INTER_LINEAR)` (`reference.preprocess.resize_bilinear_cv2`, bit-exact), channels flipped to BGR.
   `DIR/<stem>.json`: {"image", "detection_out": [[image_id, label, conf, x_min, y_min, x_max, y_max], ...]},
   the rows before the first image_id == -1, floats as in the tensor, ordered by label then confidence.
 - `coco`: TF's outputs as a COCO results file, `DIR/results.json`, a list of {"image_id", "category_id",
@@ -13,7 +13,7 @@ Formats (`--format`), each reproducing its reference exactly:
   the file name (`000000000139.jpg` or `COCO_val2014_000000000139.jpg` -> 139). As the TF Object Detection API's
   `coco_tools` does: pixel box = normalized box * [H, W, H, W] in float32, width = xmax - xmin in float32.
 
-Every float is written as the exact value of its float32 (`float(np.float32)`), so reading a file back with
+Every float is written as the exact value of its float32 (`cli/outputs.py`), so reading a file back with
 `np.float32(value)` gives the reference bits. `--min-score S` keeps detections with score >= S (the model itself
 already drops scores <= 0.3). Without `--json-dir` and `--draw` the detections are printed on stdout as text.
 
@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
 import os
-import re
 import sys
 import tempfile
 import threading
@@ -46,15 +44,14 @@ import numpy as np
 from PIL import Image
 
 from ssd_np.atomic import write_atomic
-from ssd_np.cli import EXIT_FAILED, EXIT_OK, CliError
-from ssd_np.coco_labels import COCO_LABELS
+from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, CliError
+from ssd_np.cli.outputs import at_least, coco_image_id, coco_rows, json_bytes, json_record, text_lines
 from ssd_np.detector import Detector
-from ssd_np.fetch import default_weights_path
 from ssd_np.images import ImageError, load_rgb
+from ssd_np.weights.hdf5 import default_weights_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 COCO_RESULTS = "results.json"
-_COCO_NAME = re.compile(r"(?:COCO_[A-Za-z]+[0-9]*_)?([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -110,12 +107,6 @@ def find_images(inputs: list[str]) -> list[str]:
     return found
 
 
-def coco_image_id(path: str) -> int | None:
-    """The COCO image id in a file name (`000000000139.jpg` -> 139), or None for a non-COCO name."""
-    match = _COCO_NAME.fullmatch(Path(path).stem)
-    return int(match.group(1)) if match else None
-
-
 def check_names(images: list[str], job: Job) -> None:
     """Refuse, before any work, a run whose outputs would overwrite each other or lack a COCO image id."""
     if job.json_dir is not None and job.format == "coco":
@@ -153,65 +144,7 @@ def prepare_folder(folder: Path, option: str) -> None:
             from None
 
 
-def _json_bytes(value: object) -> bytes:
-    return (json.dumps(value, allow_nan=False) + "\n").encode()
-
-
 # ---------------------------------------------------------------------------------------------- one image
-
-
-def _floats(array: np.ndarray) -> list:
-    """float32 array -> nested lists of Python floats holding exactly the float32 values."""
-    return np.asarray(array, np.float32).astype(np.float64).tolist()
-
-
-def detect_one(detector: Detector, rgb: np.ndarray, fmt: str, min_score: float | None
-               ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """Run one (H, W, 3) uint8 RGB image through `fmt`'s pipeline.
-
-    Returns the JSON record (without "image") and, for drawing and text, the kept detections: pixel boxes
-    (n, 4) float32 [ymin, xmin, ymax, xmax], class ids (n,) int64, scores (n,) float32.
-    """
-    height, width = rgb.shape[:2]
-    size = np.array([height, width, height, width], np.float32)
-    if fmt == "openvino":
-        from ssd_np.preprocess import resize_bilinear_cv2
-
-        bgr300 = np.ascontiguousarray(resize_bilinear_cv2(rgb, 300, 300)[:, :, ::-1])  # (300, 300, 3) BGR
-        rows = detector.detection_out(bgr300)[0, 0]  # (N, 7)
-        ends = np.flatnonzero(rows[:, 0] == -1)
-        rows = rows[: ends[0] if ends.size else len(rows)]
-        if min_score is not None:
-            rows = rows[rows[:, 2] >= min_score]
-        boxes = rows[:, [4, 3, 6, 5]] * size
-        return {"detection_out": _floats(rows)}, boxes, rows[:, 1].astype(np.int64), rows[:, 2]
-    out = detector.tf_outputs(rgb)
-    n = int(out["num_detections"][0])
-    boxes, scores = out["detection_boxes"][0, :n], out["detection_scores"][0, :n]
-    classes = out["detection_classes"][0, :n].astype(np.int64)
-    if min_score is not None:
-        keep = scores >= min_score
-        boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-    record = {"detection_boxes": _floats(boxes), "detection_scores": _floats(scores),
-              "detection_classes": classes.tolist(), "num_detections": len(scores)}
-    return record, boxes * size, classes, scores
-
-
-def coco_rows(image_id: int, pixel_boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> list[dict]:
-    """COCO results rows, as the TF Object Detection API's `coco_tools.ExportSingleImageDetectionBoxesToCoco`."""
-    ymin, xmin, ymax, xmax = pixel_boxes.T  # float32
-    bboxes = np.stack([xmin, ymin, xmax - xmin, ymax - ymin], axis=1)  # (n, 4) float32
-    return [{"image_id": image_id, "category_id": int(c), "bbox": _floats(b), "score": float(s)}
-            for c, b, s in zip(classes, bboxes, scores)]
-
-
-def text_lines(path: str, pixel_boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> str:
-    """Human-readable detections of one image (what stdout shows without --json-dir and --draw)."""
-    lines = [f"{path}: {len(scores)} detection{'s' if len(scores) != 1 else ''}"]
-    for (ymin, xmin, ymax, xmax), c, s in zip(pixel_boxes, classes, scores):
-        lines.append(f"  {float(s):.3f}  {COCO_LABELS.get(int(c), str(c)):15s}  "
-                     f"x {xmin:7.1f} .. {xmax:7.1f}   y {ymin:7.1f} .. {ymax:7.1f}")
-    return "\n".join(lines) + "\n"
 
 
 def process(detector: Detector, job: Job, index: int, path: str,
@@ -224,21 +157,24 @@ def process(detector: Detector, job: Job, index: int, path: str,
     try:
         rgb = load_rgb(path)
         with inference:
-            record, boxes, classes, scores = detect_one(detector, rgb, job.format, job.min_score)
-        outcome.detections = len(scores)
+            found = detector(rgb, "openvino" if job.format == "openvino" else "tf")
+        if job.min_score is not None:
+            found = at_least(found, job.min_score)
+        outcome.detections = len(found)
         stem = Path(path).stem
         if job.json_dir is not None and job.format == "coco":
-            outcome.coco = coco_rows(coco_image_id(path), boxes, classes, scores)
+            outcome.coco = coco_rows(coco_image_id(path), found)
         elif job.json_dir is not None:
-            write_atomic(job.json_dir / f"{stem}.json", _json_bytes({"image": path, **record}))
+            write_atomic(job.json_dir / f"{stem}.json", json_bytes({"image": path, **json_record(found, job.format)}))
         if job.draw_dir is not None:
-            from ssd_np.draw import draw_detections
+            from ssd_np.cli.draw import draw_detections
 
             png = io.BytesIO()
-            draw_detections(rgb, boxes, classes, scores).save(png, format="PNG", compress_level=1)
+            draw_detections(rgb, found.pixel_boxes, found.class_ids, found.scores).save(png, format="PNG",
+                                                                                         compress_level=1)
             write_atomic(job.draw_dir / f"{stem}.png", png.getvalue())
         if job.json_dir is None and job.draw_dir is None:
-            outcome.text = text_lines(path, boxes, classes, scores)
+            outcome.text = text_lines(path, found)
     except ImageError as e:
         outcome.error = str(e)
     except OSError as e:
@@ -392,7 +328,7 @@ def run(args: argparse.Namespace) -> int:
     failed = sum(o.error is not None for o in outcomes)
     if job.json_dir is not None and job.format == "coco":
         rows = [row for o in outcomes for row in o.coco]
-        write_atomic(job.json_dir / COCO_RESULTS, _json_bytes(rows))
+        write_atomic(job.json_dir / COCO_RESULTS, json_bytes(rows))
     end = time.monotonic()
     print(f"ssd-np: {len(images)} image{'s' if len(images) != 1 else ''}, {failed} failed, {detections} detections, "
           f"{len(images) / (end - loaded):.2f} images/s, {end - start:.1f} s elapsed "

@@ -1,25 +1,19 @@
-"""The `ssd-np` command line.
-
-Exit status: 0 success; 1 the job ran but something failed (an image could not be processed, a comparison
-exceeded its tolerance); 2 bad usage or bad input (unreadable file, wrong weights, unwritable output).
-"""
+"""The `ssd-np` command line: the argument parser and the one place that turns errors into exit statuses
+(`errors.py`)."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from ssd_np.cli.errors import EXIT_OK, EXIT_USAGE, CliError
+
 EPILOG = "exit status: 0 success, 1 some work failed, 2 bad usage or bad input"
 
 
-class CliError(Exception):
-    """A user's mistake: printed as one line `ssd-np: error: ...`, exit status 2."""
-
-
 def _weights_export(args: argparse.Namespace) -> int:
-    from ssd_np.fetch import export_archive
-    from ssd_np.weights import export_checkpoint
+    from ssd_np.weights.fetch import export_archive
+    from ssd_np.weights.hdf5 import export_checkpoint
 
     if args.checkpoint:
         genuine = export_checkpoint(args.checkpoint, args.out)
@@ -30,7 +24,7 @@ def _weights_export(args: argparse.Namespace) -> int:
 
 
 def _weights_fetch(args: argparse.Namespace) -> int:
-    from ssd_np.fetch import fetch
+    from ssd_np.weights.fetch import fetch
 
     out = fetch(args.out)
     print(f"wrote {out}")
@@ -38,9 +32,9 @@ def _weights_fetch(args: argparse.Namespace) -> int:
 
 
 def _weights_standin(args: argparse.Namespace) -> int:
-    from ssd_np.checkpoint import write_checkpoint
-    from ssd_np.standin import standin_weights
-    from ssd_np.weights import write_h5
+    from ssd_np.weights.checkpoint import write_checkpoint
+    from ssd_np.weights.standin import standin_weights
+    from ssd_np.weights.hdf5 import write_h5
 
     tensors = standin_weights(args.seed, args.profile)
     if args.out:
@@ -55,7 +49,7 @@ def _weights_standin(args: argparse.Namespace) -> int:
 
 
 def _weights_info(args: argparse.Namespace) -> int:
-    from ssd_np.weights import load_weights
+    from ssd_np.weights.hdf5 import load_weights
 
     _, attrs = load_weights(args.file)
     for key in ("model", "source", "genuine", "format", "format_version"):
@@ -64,13 +58,13 @@ def _weights_info(args: argparse.Namespace) -> int:
 
 
 def _detect(args: argparse.Namespace) -> int:
-    from ssd_np.detect import run
+    from ssd_np.cli.detect import run
 
     return run(args)
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from ssd_np.trace import write_trace
+    from ssd_np.verify.trace import write_trace
 
     count = write_trace(args.image, args.out, args.weights)
     print(f"wrote {args.out}: {count} tensors")
@@ -78,13 +72,13 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from ssd_np.compare import main_compare
+    from ssd_np.verify.compare import main_compare
 
     return main_compare(args.reference, args.candidate, atol=args.atol, rtol=args.rtol, json_out=args.json)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from ssd_np.evaluate import run_eval
+    from ssd_np.cli.evaluate import run_eval
 
     return run_eval(args.annotations, images=args.images, results=args.results, max_images=args.max_images,
                     weights=args.weights, json_out=args.json, per_class=args.per_class, resume=args.resume)
@@ -179,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--weights", metavar="FILE.h5", help="weights file (default: as `ssd-np detect`)")
     trace.set_defaults(run=_trace)
 
-    from ssd_np.compare import DEFAULT_ATOL, DEFAULT_RTOL
+    from ssd_np.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL
 
     compare = commands.add_parser(
         "compare", help="compare a candidate trace with a reference trace, layer by layer",
@@ -214,12 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ssd_np.checkpoint import CheckpointError
-    from ssd_np.compare import TraceError
-    from ssd_np.evaluate import EvalError
-    from ssd_np.fetch import FetchError
+    from ssd_np.weights.checkpoint import CheckpointError
+    from ssd_np.verify.compare import TraceError
+    from ssd_np.cli.evaluate import EvalError
+    from ssd_np.weights.fetch import FetchError
     from ssd_np.images import ImageError
-    from ssd_np.weights import WeightsError
+    from ssd_np.weights.hdf5 import WeightsError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -238,10 +232,3 @@ def main(argv: list[str] | None = None) -> int:
         print("ssd-np: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    # Run the imported module's main, not this __main__ copy: ssd_np.detect raises ssd_np.cli.CliError,
-    # which this copy's `except CliError` would not catch.
-    from ssd_np.cli import main as imported_main
-
-    sys.exit(imported_main())

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssd_np.weights import MANIFEST
-
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+from ssd_np.weights.hdf5 import MANIFEST
 
 GAMMA_BEFORE_RELU6 = 1.4
 # Profile constants: (class-bias centre, class-bias spread across classes, class-weight gain).
@@ -37,7 +35,6 @@ PROFILES = {
     "sparse": (-5.0, 0.3, 0.5),
     "dense": (-4.1, 0.3, 0.5),
 }
-DOCUMENTED_SEEDS = {1: "sparse", 2: "dense"}
 
 
 def _fnv1a64(text: str) -> int:

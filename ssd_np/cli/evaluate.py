@@ -5,7 +5,7 @@
 
 Detection runs TF's pipeline (`--format coco` of `ssd-np detect`: TF's outputs converted as the Object
 Detection API's `coco_tools` does) on every annotated image found in the folder, in image-id order. The
-evaluation is `ssd_np.coco_eval`, identical to pycocotools' COCOeval (bbox) over exactly the images detected.
+evaluation is `ssd_np.verify.coco_eval`, identical to pycocotools' COCOeval (bbox) over exactly the images detected.
 With `--results` and `--images`, the results file is written (atomically) and reused on a later run with
 `--resume`: images already in it are not detected again.
 """
@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from ssd_np import coco_eval
 from ssd_np.atomic import write_atomic
-from ssd_np.detect import coco_rows, detect_one
+from ssd_np.cli.outputs import coco_rows
 from ssd_np.detector import Detector
-from ssd_np.images import load_rgb
+from ssd_np.verify import coco_eval
 
 STAND_IN_NOTE = ("NOTE: these weights are stand-ins (not the genuine release weights): the numbers below are "
                  "NOT the model's accuracy. Run `ssd-np weights fetch` for the genuine weights.")
@@ -51,8 +50,7 @@ def detect_coco(detector: Detector, images: list[tuple[int, Path]], done: dict[i
     todo = [(i, p) for i, p in images if i not in results]
     start = time.perf_counter()
     for count, (image_id, path) in enumerate(todo, 1):
-        _, pixel_boxes, classes, scores = detect_one(detector, load_rgb(path), "tf", None)
-        results[image_id] = coco_rows(image_id, pixel_boxes, classes, scores)
+        results[image_id] = coco_rows(image_id, detector(path))
         if err.isatty():
             err.write(f"\r  {count}/{len(todo)} images, {count / (time.perf_counter() - start):.1f} images/s")
             err.flush()

@@ -1,0 +1,162 @@
+"""The engine's building blocks: one `njit` decorator, 16-lane float32 vectors for numba, aligned buffers.
+
+Vectors. The hot loops are written with explicit 16-lane float32 vectors (`F32x16`, an LLVM `<16 x float>`: one
+AVX-512 zmm register, two AVX2 ymm): `vload`, `vstore`, `vsplat`, `vbroadcast`, `vfma`, `vmul`, `vadd`,
+`vrelu6`. LLVM does not keep a GEMM's accumulator tile in registers when the tile is an array (it spills it to
+memory or vectorizes the wrong loop); with vector-typed locals the accumulators are SSA values, i.e. registers.
+No fast-math anywhere: `vmul` then `vadd` rounds twice, `vfma` (`llvm.fma`) rounds once, as the kernels they
+mirror do. Outputs and packed weights start on a cache line (`empty_aligned`).
+"""
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+
+def njit(fn=None, *, parallel: bool = False, inline: str = "never"):
+    """`numba.njit` with the engine's settings: compiled once and cached on disk; `nogil` (threads of
+    `ssd-np detect --jobs` run kernels at once); `error_model="numpy"` (x / 0 gives inf or NaN as in NumPy, and
+    no zero-division checks in integer index arithmetic)."""
+    decorate = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=parallel, inline=inline)
+    return decorate(fn) if fn is not None else decorate
+
+
+ALIGN = 64  # bytes: a cache line; a vector load or store that straddles two lines costs two
+
+
+def check_hwc(x: np.ndarray, name: str) -> None:
+    if x.ndim != 3 or x.dtype != np.float32:
+        raise ValueError(f"{name}: expected a float32 (H, W, C) array, got {x.dtype} {x.shape}")
+
+
+@njit
+def aligned_scratch(n):
+    """np.empty(n, float32) whose data starts on a cache line (numpy only guarantees 16 bytes); callable inside
+    kernels."""
+    buffer = np.empty(n + ALIGN // 4, np.float32)
+    start = (-buffer.ctypes.data % ALIGN) // 4
+    return buffer[start:start + n]
+
+
+def empty_aligned(shape: tuple[int, ...] | int) -> np.ndarray:
+    """`aligned_scratch` of any shape, from Python."""
+    return aligned_scratch(math.prod(shape) if isinstance(shape, tuple) else shape).reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 16-lane float32 vectors for numba: a type and a few intrinsics (each one LLVM instruction or two).
+# ---------------------------------------------------------------------------------------------------------------
+
+LANES = 16
+_VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class F32x16(types.Type):
+    def __init__(self):
+        super().__init__(name="F32x16")
+
+
+f32x16 = F32x16()
+
+
+@register_model(F32x16)
+class _F32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VECTOR)
+
+
+def _vector_pointer(context, builder, array_type, array, index):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.bitcast(builder.gep(data, [index]), _VECTOR.as_pointer())
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    """`array.flat[index:index + 16]` of a C-contiguous float32 array, unaligned, not bounds-checked."""
+    def codegen(context, builder, sig, args):
+        return builder.load(_vector_pointer(context, builder, sig.args[0], *args), align=4)
+    return f32x16(array, index), codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, v):
+    """`array.flat[index:index + 16] = v`, unaligned, not bounds-checked."""
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _vector_pointer(context, builder, sig.args[0], args[0], args[1]), align=4)
+        return context.get_dummy_value()
+    return types.none(array, index, v), codegen
+
+
+@intrinsic
+def vsplat(typingctx, x):
+    """The float32 scalar x in all 16 lanes."""
+    def codegen(context, builder, sig, args):
+        scalar = context.cast(builder, args[0], sig.args[0], types.float32)
+        v = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_VECTOR, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return f32x16(x), codegen
+
+
+@intrinsic
+def vbroadcast(typingctx, array, index):
+    """`array.flat[index]` (float32, C-contiguous) in all 16 lanes, not bounds-checked (vbroadcastss)."""
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        scalar = builder.load(builder.gep(data, [args[1]]), align=4)
+        v = builder.insert_element(ir.Constant(_VECTOR, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(v, ir.Constant(_VECTOR, ir.Undefined),
+                                      ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return f32x16(array, index), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """a * b + c rounded once (`llvm.fma`: vfmadd)."""
+    def codegen(context, builder, sig, args):
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_VECTOR, [_VECTOR] * 3),
+                                             "llvm.fma.v16f32")
+        return builder.call(fma, args)
+    return f32x16(a, b, c), codegen
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    """a * b, rounded (never contracted with a following add: no fast-math flags)."""
+    def codegen(context, builder, sig, args):
+        return builder.fmul(*args)
+    return f32x16(a, b), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """a + b, rounded."""
+    def codegen(context, builder, sig, args):
+        return builder.fadd(*args)
+    return f32x16(a, b), codegen
+
+
+@intrinsic
+def vrelu6(typingctx, v):
+    """min(max(v, 0), 6) lane by lane."""
+    def codegen(context, builder, sig, args):
+        zero, six = ir.Constant(_VECTOR, [0.0] * LANES), ir.Constant(_VECTOR, [6.0] * LANES)
+        v = builder.select(builder.fcmp_ordered("<", args[0], zero), zero, args[0])
+        return builder.select(builder.fcmp_ordered(">", v, six), six, v)
+    return f32x16(v), codegen
+
+
+@njit
+def vload_tail(array, index, n, tmp):
+    """Like vload on a 1-D array, for only n < 16 valid elements (the other lanes 0), through the scratch tmp."""
+    tmp[:] = 0.0
+    for j in range(n):
+        tmp[j] = array[index + j]
+    return vload(tmp, 0)
+
