@@ -1,9 +1,9 @@
 """Benchmark ssd_np against OpenVINO, ONNX Runtime, TensorFlow and OpenCV DNN on one image (reference venv).
 
-    /work/venvs/ref/bin/python tools/bench.py [--out bench.md] [--work /tmp/ssd_np_bench]
+    .venv-ref/bin/python tools/bench.py [--out bench.md] [--work /tmp/ssd_np_bench]
         [--opencv-samples DIR] [--onnx-pythonpath DIR] [--runs 40] [--asm]
 
-Needs the reference venv `/work/venvs/ref/bin/python` (numba, numpy 1.26, tensorflow-cpu 2.17.1, openvino 2024.6,
+Needs the reference venv `.venv-ref/bin/python` (numba, numpy 1.26, tensorflow-cpu 2.17.1, openvino 2024.6,
 onnxruntime, tf2onnx, opencv-python-headless); ssd_np is imported from this repository. A peer whose package or
 model is missing is skipped with a note: the benchmark runs with ssd_np alone.
 
@@ -63,7 +63,9 @@ sys.path.insert(0, str(TOOLS))
 import peers  # noqa: E402
 
 DEFAULT_IMAGE = ROOT / "tests" / "data" / "images" / "exact_300x300.png"
-COCO_DEV = Path("/work/shared/coco/val2017_dev")
+from paths import COCO  # noqa: E402
+
+COCO_DEV = COCO / "val2017_dev"
 SSD = "ssd_np"
 SSD_DO = "ssd_np detection_out"
 STAGED = "ssd_np (staged)"

@@ -1,6 +1,6 @@
 """Compare ssd_np's network (preprocess, MobileNetV2, box predictors) with the genuine graph, layer by layer.
 
-    /work/venvs/ref/bin/python tools/check_network_tf.py [--image PATH] [--seed 1] [--profile sparse] [--spread]
+    .venv-ref/bin/python tools/check_network_tf.py [--image PATH] [--seed 1] [--profile sparse] [--spread]
 
 Reference venv (TF 2.17.1; numba and ssd_np run there too, numpy 1.26). Stand-in weights (ssd_np.weights.standin) are
 assigned to the variables of the genuine `model.ckpt.meta` (tools/tf_reference.py: oneDNN off, one thread,
@@ -25,19 +25,21 @@ if "--tf-defaults" in sys.argv:
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tf_reference import ROOT, ReferenceGraph  # noqa: E402
+from tf_reference import ReferenceGraph  # noqa: E402
 
-from ssd_np import box_predictor, mobilenet_v2, preprocess  # noqa: E402
+from ssd_np.reference import model  # noqa: E402
 from ssd_np.weights.standin import standin_weights  # noqa: E402
 
-DEFAULT_IMAGE = ROOT.parent / "shared" / "coco" / "val2017_dev" / "000000000139.jpg"
+from paths import COCO  # noqa: E402
+
+DEFAULT_IMAGE = COCO / "val2017_dev" / "000000000139.jpg"
 
 
 def ssd_np_trace(rgb: np.ndarray, weights: dict) -> dict[str, np.ndarray]:
+    """The reference's trace of the network (preprocessing to `concat_1`; the post-processing is checked
+    separately, bit for bit, by tests/test_postprocess.py)."""
     trace: dict[str, np.ndarray] = {}
-    x = preprocess.preprocess(rgb, trace)
-    maps = mobilenet_v2.feature_maps(x, weights, trace)
-    box_predictor.predict(maps, weights, trace)
+    model.predict(model.preprocess.preprocess(rgb, trace), weights, trace)
     return trace
 
 

@@ -1,6 +1,6 @@
 """Freeze the genuine inference graph with a checkpoint, then convert it to an OpenVINO IR.
 
-Needs the reference venv: ``/work/venvs/ref/bin/python tools/freeze_and_convert.py CKPT_PREFIX OUT_DIR``
+Needs the reference venv: ``.venv-ref/bin/python tools/freeze_and_convert.py CKPT_PREFIX OUT_DIR``
 (tensorflow-cpu 2.17.1 and openvino-dev 2024.6.0 with the legacy Model Optimizer ``mo``).
 
 1. ``freeze``: import the release's ``model.ckpt.meta`` (the exported inference graph, written by TF 1.5),
@@ -22,9 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-RELEASE_DIR = Path("/work/shared/release/ssd_mobilenet_v2_coco_2018_03_29")
+from paths import PIPELINE_CONFIG, RELEASE as RELEASE_DIR  # noqa: E402
 DEFAULT_META = RELEASE_DIR / "model.ckpt.meta"
-DEFAULT_PIPELINE = RELEASE_DIR / "pipeline.config"
+DEFAULT_PIPELINE = PIPELINE_CONFIG
 OUTPUT_NODES = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 FROZEN_NAME = "frozen_inference_graph.pb"
 IR_NAME = "ssd_mobilenet_v2_coco"

@@ -1,10 +1,10 @@
 """Make tests/data/instances_val2017_dev.json and tests/data/coco_eval_expected.json with the real pycocotools.
 
-Venv: /work/venvs/ref (pycocotools 2.0.11, numpy 1.26); does not import ssd_np.
-    /work/venvs/ref/bin/python tools/make_coco_eval_expected.py [--source PATH]
+Venv: .venv-ref (pycocotools 2.0.11, numpy 1.26); does not import ssd_np.
+    .venv-ref/bin/python tools/make_coco_eval_expected.py [--source PATH]
 
 1. Writes tests/data/instances_val2017_dev.json: the source annotations (default
-   /work/shared/coco/annotations/instances_val2017_dev.json: 177 images, 1537 annotations, 18 crowd) with the
+   ../shared/coco/annotations/instances_val2017_dev.json: 177 images, 1537 annotations, 18 crowd) with the
    `segmentation` of every annotation removed and everything else (crowd annotations, their `area`) unchanged.
    bbox evaluation never reads `segmentation`; step 2 checks that.
 2. For every synthetic result set of tests/coco_cases.py, runs COCOeval(iouType='bbox') on the source and on the
@@ -31,7 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 from coco_cases import fingerprint, make_cases, run_pycocotools  # noqa: E402
 
-SOURCE = "/work/shared/coco/annotations/instances_val2017_dev.json"
+from paths import COCO as COCO_DIR  # noqa: E402
+
+SOURCE = str(COCO_DIR / "annotations" / "instances_val2017_dev.json")
 STRIPPED = os.path.join(REPO, "tests", "data", "instances_val2017_dev.json")
 EXPECTED = os.path.join(REPO, "tests", "data", "coco_eval_expected.json")
 

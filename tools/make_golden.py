@@ -1,6 +1,6 @@
 """Make the golden outputs from the real references (reference venv: TF 2.17.1, OpenVINO 2024.6).
 
-    /work/venvs/ref/bin/python tools/make_golden.py [--seeds 1:sparse 2:dense] [--out tests/data/golden]
+    .venv-ref/bin/python tools/make_golden.py [--seeds 1:sparse 2:dense] [--out tests/data/golden]
 
 For each stand-in seed:
 1. write the stand-in checkpoint with ssd_np's own writer and restore it into the genuine inference graph
@@ -40,7 +40,9 @@ from tf_reference import META_GRAPH, ROOT, ReferenceGraph, tf
 from ssd_np.weights.checkpoint import write_checkpoint
 from ssd_np.weights.standin import standin_weights
 
-COCO = ROOT.parent / "shared" / "coco" / "val2017_dev"
+from paths import COCO as _COCO  # noqa: E402
+
+COCO = _COCO / "val2017_dev"
 IMAGES = ROOT / "tests" / "data" / "images"
 COCO_IMAGES = ["000000122745", "000000223747", "000000037777", "000000404484", "000000343937", "000000117645",
                "000000000802", "000000205401", "000000011813", "000000085329", "000000403385", "000000417285"]

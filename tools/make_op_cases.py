@@ -1,6 +1,6 @@
 """Make the op fixtures in tests/data/ops/ from the real ops (reference venv: TF 2.17.1 and OpenCV 4.11).
 
-    /work/venvs/ref/bin/python tools/make_op_cases.py [--out tests/data/ops]
+    .venv-ref/bin/python tools/make_op_cases.py [--out tests/data/ops]
 
 Seeded random inputs, run through TensorFlow (graph mode, oneDNN off, one thread, Grappler off: the golden
 settings of tools/tf_reference.py) and OpenCV, saved as small .npz files that tests/test_kernels.py and

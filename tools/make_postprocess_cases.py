@@ -1,6 +1,6 @@
 """Post-processing fixtures from the REAL reference runtimes, on synthetic pre-NMS inputs.
 
-Needs the reference venv: ``/work/venvs/ref/bin/python tools/make_postprocess_cases.py [--ir XML] [--out DIR]``
+Needs the reference venv: ``.venv-ref/bin/python tools/make_postprocess_cases.py [--ir XML] [--out DIR]``
 (tensorflow-cpu 2.17.1, openvino 2024.6.0). Adds the repo root to ``sys.path`` to design the adversarial
 inputs with ``ssd_np`` (the goldens themselves come only from TF and OpenVINO).
 
@@ -37,9 +37,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tools"))
 
 from freeze_and_convert import DEFAULT_META, convert, freeze, session_config  # noqa: E402
-from ssd_np import anchors as ssd_anchors  # noqa: E402
-from ssd_np import elementwise, nms, postprocess  # noqa: E402
-from ssd_np.box_coder import decode  # noqa: E402
+from ssd_np.reference import anchors as ssd_anchors  # noqa: E402
+from ssd_np.reference import nms, postprocess  # noqa: E402
+from ssd_np.reference import tf_math as elementwise  # noqa: E402
+from ssd_np.reference.box_coder import decode  # noqa: E402
 
 F32 = np.float32
 N = ssd_anchors.NUM_ANCHORS
@@ -227,7 +228,7 @@ def tf_boxes(box_encodings, anchor_ids):
     padded = (-count) % 8
     enc = np.concatenate([box_encodings, np.zeros((padded, 4), F32)])
     anc = np.concatenate([anchors, np.tile(anchors[:1], (padded, 1))])
-    return decode(enc, anc)[:count]
+    return decode(enc, anc, {})[:count]
 
 
 def tf_iou_fn(anchor_i, anchor_j, enc_i):

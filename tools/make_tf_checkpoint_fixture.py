@@ -2,7 +2,7 @@
 
 Needs the reference venv (TensorFlow 2.17.1):
 
-    /work/venvs/ref/bin/python tools/make_tf_checkpoint_fixture.py [OUT_DIR]
+    .venv-ref/bin/python tools/make_tf_checkpoint_fixture.py [OUT_DIR]
 
 OUT_DIR defaults to tests/data/tf_written_ckpt. It gets `model.ckpt.index` and
 `model.ckpt.data-00000-of-00001`, written by tf.compat.v1.train.Saver (TF1 style, as the release's

@@ -1,8 +1,8 @@
 """The benchmark's peers: the same stand-in SSD in TensorFlow, OpenVINO, ONNX Runtime and OpenCV DNN (reference venv).
 
-    /work/venvs/ref/bin/python tools/peers.py build [--work /tmp/ssd_np_bench] [--opencv-samples DIR]
+    .venv-ref/bin/python tools/peers.py build [--work /tmp/ssd_np_bench] [--opencv-samples DIR]
 
-Needs the reference venv `/work/venvs/ref/bin/python` (tensorflow-cpu 2.17.1, openvino-dev 2024.6, onnxruntime,
+Needs the reference venv `.venv-ref/bin/python` (tensorflow-cpu 2.17.1, openvino-dev 2024.6, onnxruntime,
 tf2onnx, opencv-python-headless). `tools/bench.py` imports this module; ssd_np never does.
 
 `build(work)` makes every model from ONE set of weights (stand-in seed 1, profile "sparse"), once, cached under
@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "tools"
-PIPELINE_CONFIG = Path("/work/shared/release/ssd_mobilenet_v2_coco_2018_03_29/pipeline.config")
+from paths import PIPELINE_CONFIG  # noqa: E402,F401  (the release's pipeline.config, in this repository)
 OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 ONNX_OPSET = 13
 SCORE_THRESHOLD = 0.300000011921

@@ -1,6 +1,6 @@
 """Measure how healthy the stand-in weights are, in the genuine TF graph (reference venv).
 
-    /work/venvs/ref/bin/python tools/standin_stats.py [--seeds 1:sparse 2:dense] [--images 24] [--layers]
+    .venv-ref/bin/python tools/standin_stats.py [--seeds 1:sparse 2:dense] [--images 24] [--layers]
 
 For each stand-in seed: per-layer activation statistics (mean, std, fraction exactly 0, fraction exactly 6
 after ReLU6) averaged over the images, and per image the number of final detections, the number of distinct
@@ -15,11 +15,13 @@ import argparse
 import numpy as np
 from PIL import Image
 
-from tf_reference import ROOT, ReferenceGraph
+from tf_reference import ReferenceGraph
 
 from ssd_np.weights.standin import standin_weights
 
-COCO = ROOT.parent / "shared" / "coco" / "val2017_dev"
+from paths import COCO as _COCO  # noqa: E402
+
+COCO = _COCO / "val2017_dev"
 
 
 def activation_nodes(ref: ReferenceGraph) -> list[str]:

@@ -23,7 +23,7 @@ import tensorflow as tf  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-SHARED_RELEASE = ROOT.parent / "shared" / "release" / "ssd_mobilenet_v2_coco_2018_03_29"
+from paths import RELEASE as SHARED_RELEASE  # noqa: E402
 META_GRAPH = SHARED_RELEASE / "model.ckpt.meta"
 
 

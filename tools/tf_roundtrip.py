@@ -1,8 +1,8 @@
 """Check ssd_np.weights.checkpoint.write_checkpoint against real TensorFlow.
 
-Needs the reference venv (TensorFlow 2.17.1) and the genuine graph from /work/shared:
+Needs the reference venv (TensorFlow 2.17.1) and the genuine graph from ../shared (tools/paths.py):
 
-    /work/venvs/ref/bin/python tools/tf_roundtrip.py [--meta PATH/model.ckpt.meta]
+    .venv-ref/bin/python tools/tf_roundtrip.py [--meta PATH/model.ckpt.meta]
 
 1. Writes, with OUR writer, a checkpoint of the release's 344 variables (names and shapes from
    tests/data/model.ckpt.index.listing.tsv) filled with seeded random float32 values, plus
@@ -36,7 +36,9 @@ sys.path.insert(0, str(REPO))
 from ssd_np.weights.checkpoint import DTYPES, data_path, index_path, write_checkpoint  # noqa: E402
 
 LISTING = REPO / "tests/data/model.ckpt.index.listing.tsv"
-GENUINE_META = "/work/shared/release/ssd_mobilenet_v2_coco_2018_03_29/model.ckpt.meta"
+from paths import RELEASE  # noqa: E402
+
+GENUINE_META = str(RELEASE / "model.ckpt.meta")
 
 
 def genuine_standin(seed: int = 0) -> dict[str, np.ndarray]:

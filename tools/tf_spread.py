@@ -1,6 +1,6 @@
 """Measure TensorFlow against itself: the goldens' settings vs TF's defaults (reference venv).
 
-    /work/venvs/ref/bin/python tools/tf_spread.py [--golden tests/data/golden]
+    .venv-ref/bin/python tools/tf_spread.py [--golden tests/data/golden]
 
 The goldens are made with oneDNN off, one thread and Grappler off. Here the same graph and checkpoint run
 with TF's default settings (oneDNN on, default threads, Grappler on), which are just as legitimate; the
