@@ -11,6 +11,7 @@ Read it in graph order, top to bottom:
     tf_math.py        exp and sigmoid with TF's (and OpenVINO's) exact float32 arithmetic
     nms.py            TF's and OpenVINO's greedy non-maximum suppression
     postprocess.py    per-class NMS and the outputs, both formats
+    tracing.py        `record`: how every intermediate enters the trace under its TF node name
 
 Every function names the TF op or graph node it mirrors; every intermediate goes into the trace under that
 node's name. This package imports only NumPy: it runs without numba (and with NUMBA_DISABLE_JIT=1). The fast

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssd_np.reference import tf_math
+from ssd_np.reference.tracing import record
 
 F32 = np.float32
 SCALE_FACTORS = (F32(10.0), F32(10.0), F32(5.0), F32(5.0))  # y, x, h, w
@@ -37,13 +38,11 @@ def decode(box_encodings, anchors, trace, exp=tf_math.tf_exp):
     wa, ha = xmax_a - xmin_a, ymax_a - ymin_a
     yca, xca = ymin_a + ha / F32(2.0), xmin_a + wa / F32(2.0)
     ty, tx, th, tw = (box_encodings[:, i] / SCALE_FACTORS[i] for i in range(4))
-    exp_tw = trace["Postprocessor/Decode/Exp"] = exp(tw)
-    exp_th = trace["Postprocessor/Decode/Exp_1"] = exp(th)
-    w, h = exp_tw * wa, exp_th * ha
+    w = record(trace, "Postprocessor/Decode/Exp", exp(tw)) * wa
+    h = record(trace, "Postprocessor/Decode/Exp_1", exp(th)) * ha
     yc, xc = ty * ha + yca, tx * wa + xca
     boxes = np.stack([yc - h / F32(2.0), xc - w / F32(2.0), yc + h / F32(2.0), xc + w / F32(2.0)], axis=1)
-    trace["Postprocessor/Decode/transpose_1"] = boxes
-    return boxes
+    return record(trace, "Postprocessor/Decode/transpose_1", boxes)
 
 
 def scores(class_logits, trace, sigmoid=tf_math.tf_sigmoid):
@@ -51,7 +50,7 @@ def scores(class_logits, trace, sigmoid=tf_math.tf_sigmoid):
     class_logits = np.asarray(class_logits, F32)
     if class_logits.ndim != 2:
         raise ValueError(f"scores needs (N, num_classes + 1) logits, got shape {class_logits.shape}")
-    converted = sigmoid(class_logits)  # concat_1 / 1.0 == concat_1
-    trace["Postprocessor/convert_scores"] = converted[None]
-    trace["Postprocessor/Slice"] = converted[None, :, 1:]
+    converted = record(trace, "Postprocessor/convert_scores", sigmoid(class_logits),  # concat_1 / 1.0 == concat_1
+                       (1, *class_logits.shape))
+    trace["Postprocessor/Slice"] = converted[None, :, 1:]  # the same values without column 0
     return converted

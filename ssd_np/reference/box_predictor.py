@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ssd_np.reference.mobilenet_v2 import conv2d
+from ssd_np.reference.tracing import record
 
 NUM_CLASSES_WITH_BACKGROUND = 91
 BOX_CODE_SIZE = 4
@@ -39,14 +40,12 @@ def predict(feature_maps: list[np.ndarray], weights: dict, trace: dict) -> tuple
         for head, _ in HEADS:
             scope = f"BoxPredictor_{i}/{head}"
             raw = conv2d(feature_map, weights[f"{scope}/weights"], 1)  # (H, W, A * depth)
-            trace[f"{scope}/Conv2D"] = raw[None]
-            y[head] = raw + weights[f"{scope}/biases"]
-            trace[f"{scope}/BiasAdd"] = y[head][None]
-        boxes.append(y["BoxEncodingPredictor"].reshape(-1, BOX_CODE_SIZE))  # (H*W*A, 4)
-        logits.append(y["ClassPredictor"].reshape(-1, NUM_CLASSES_WITH_BACKGROUND))  # (H*W*A, 91)
-        trace[f"BoxPredictor_{i}/Reshape"] = boxes[-1][None, :, None, :]
-        trace[f"BoxPredictor_{i}/Reshape_1"] = logits[-1][None]
+            raw = record(trace, f"{scope}/Conv2D", raw, (1, *raw.shape))
+            y[head] = record(trace, f"{scope}/BiasAdd", raw + weights[f"{scope}/biases"], (1, *raw.shape))
+        box = y["BoxEncodingPredictor"].reshape(-1, BOX_CODE_SIZE)  # (H*W*A, 4)
+        boxes.append(record(trace, f"BoxPredictor_{i}/Reshape", box, (1, len(box), 1, BOX_CODE_SIZE)))
+        logit = y["ClassPredictor"].reshape(-1, NUM_CLASSES_WITH_BACKGROUND)  # (H*W*A, 91)
+        logits.append(record(trace, f"BoxPredictor_{i}/Reshape_1", logit, (1, *logit.shape)))
     boxes, logits = np.concatenate(boxes), np.concatenate(logits)  # (1917, 4), (1917, 91)
-    trace["concat"] = boxes[None, :, None, :]
-    trace["concat_1"] = logits[None]
-    return boxes, logits
+    return (record(trace, "concat", boxes, (1, len(boxes), 1, BOX_CODE_SIZE)),
+            record(trace, "concat_1", logits, (1, *logits.shape)))

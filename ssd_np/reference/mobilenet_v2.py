@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssd_np.reference import tracing
+
 SCOPE = "FeatureExtractor/MobilenetV2"
 BN_EPSILON = np.float32(0.001)  # `BatchNorm/batchnorm/add/y`
 RELU6_MAX = np.float32(6.0)
@@ -150,9 +152,8 @@ def batch_norm_params(weights: dict, scope: str, trace: dict) -> tuple[np.ndarra
                                                                          "moving_variance")}
     scale = np.float32(1.0) / np.sqrt(v["moving_variance"] + BN_EPSILON) * v["gamma"]
     shift = v["beta"] - v["moving_mean"] * scale
-    record(trace, f"{scope}/BatchNorm/batchnorm/mul", scale)
-    record(trace, f"{scope}/BatchNorm/batchnorm/sub", shift)
-    return scale, shift
+    return (record(trace, f"{scope}/BatchNorm/batchnorm/mul", scale),
+            record(trace, f"{scope}/BatchNorm/batchnorm/sub", shift))
 
 
 def relu6(x: np.ndarray) -> np.ndarray:
@@ -161,9 +162,8 @@ def relu6(x: np.ndarray) -> np.ndarray:
 
 
 def record(trace: dict, name: str, value: np.ndarray) -> np.ndarray:
-    """Store `value` as the trace's `SCOPE/name` (NHWC with the batch dimension for maps) and return it."""
-    trace[f"{SCOPE}/{name}"] = value[None] if value.ndim == 3 else value
-    return value
+    """`tracing.record` of the node `SCOPE/name` (maps NHWC with the batch dimension)."""
+    return tracing.record(trace, f"{SCOPE}/{name}", value, (1, *value.shape) if value.ndim == 3 else None)
 
 
 # --- the layers -------------------------------------------------------------------------------------------

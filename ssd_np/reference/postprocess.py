@@ -35,6 +35,7 @@ import numpy as np
 
 from ssd_np.reference import box_coder, nms, tf_math
 from ssd_np.reference.anchors import NUM_ANCHORS, openvino_priors
+from ssd_np.reference.tracing import record
 
 F32 = np.float32
 
@@ -165,7 +166,8 @@ def detection_out(box_encodings, class_logits, trace, priors=None, ops=NUMPY_OPS
     `priors` (1917, 4) `[xmin, ymin, xmax, ymax]` default to `anchors.openvino_priors()`."""
     box_encodings, class_logits = check_inputs(box_encodings, class_logits)
     priors = openvino_priors() if priors is None else np.asarray(priors, F32)
-    confidences = ops.onednn_logistic(class_logits)  # (P, 91)
+    confidences = record(trace, "do_ExpandDims_conf/sigmoid", ops.onednn_logistic(class_logits),  # (P, 91)
+                         (1, 1, *class_logits.shape))
     boxes, sizes = decode_openvino(box_encodings, priors, ops.glibc_expf)
     classes, prior_ids = ops.openvino_detections(confidences, boxes, sizes)
 
@@ -176,6 +178,4 @@ def detection_out(box_encodings, class_logits, trace, priors=None, ops=NUMPY_OPS
     rows[:count, 3:] = clamp01(boxes[prior_ids])
     if count < OPENVINO_NUM_ROWS:
         rows[count, 0] = -1.0
-    trace["do_ExpandDims_conf/sigmoid"] = confidences[None, None]
-    trace["DetectionOutput"] = rows[None, None]
-    return rows[None, None]
+    return record(trace, "DetectionOutput", rows[None, None])

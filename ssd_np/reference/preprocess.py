@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ssd_np.reference.tracing import record
+
 INPUT_SIZE = 300  # fixed_shape_resizer 300x300
 SCALE = np.float32(2.0 / 255.0)  # `Preprocessor/mul/x`
 OFFSET = np.float32(1.0)  # `Preprocessor/sub/y`
@@ -64,13 +66,11 @@ def resize_bilinear_tf(image: np.ndarray, out_height: int = INPUT_SIZE, out_widt
 
 def preprocess(image: np.ndarray, trace: dict) -> np.ndarray:
     """`Preprocessor/`: uint8 RGB (H, W, 3) -> float32 (300, 300, 3) in [-1, 1], `(2/255) * resized - 1`."""
-    resized = resize_bilinear_tf(image)  # (300, 300, 3), values 0..255
-    trace["Preprocessor/map/TensorArrayStack/TensorArrayGatherV3"] = resized[None]
-    scaled = SCALE * resized
-    trace["Preprocessor/mul"] = scaled[None]
-    out = scaled - OFFSET
-    trace["Preprocessor/sub"] = out[None]
-    return out
+    batched = (1, INPUT_SIZE, INPUT_SIZE, 3)
+    resized = record(trace, "Preprocessor/map/TensorArrayStack/TensorArrayGatherV3", resize_bilinear_tf(image),
+                     batched)  # (300, 300, 3), values 0..255
+    scaled = record(trace, "Preprocessor/mul", SCALE * resized, batched)
+    return record(trace, "Preprocessor/sub", scaled - OFFSET, batched)
 
 
 def _cv2_linear_taps(out_size: int, in_size: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
