@@ -4,7 +4,7 @@ import time
 import numpy as np
 import pytest
 
-from ssd_np.weights.crc32c import crc32c, crc32c_reference, mask, unmask
+from ssd_np.weights.crc32c import crc32c, crc32c_numpy, crc32c_reference, mask, unmask
 
 # RFC 3720 (iSCSI) appendix B.4 test vectors, plus the CRC catalogue's check value for "123456789".
 ISCSI_READ_PDU = bytes.fromhex("01c00000000000000000000000000000"
@@ -25,6 +25,7 @@ KNOWN = [
 def test_known_vectors(data, expected):
     assert crc32c(data) == expected
     assert crc32c_reference(data) == expected
+    assert crc32c_numpy(data) == expected
 
 
 def test_input_types_agree():
@@ -45,8 +46,16 @@ def test_fast_matches_twin_on_odd_lengths_and_stride_2():
         strided = data[::2]  # stride 2, not contiguous
         for chunk in (data, strided):
             mismatches += crc32c(chunk) != crc32c_reference(chunk.tobytes())
-    print(f"crc32c vs crc32c_reference: {mismatches} mismatches over {2 * len(lengths)} inputs")
+            mismatches += crc32c_numpy(chunk, 7) != crc32c_reference(chunk.tobytes(), 7)
+    print(f"crc32c and crc32c_numpy vs crc32c_reference: {mismatches} mismatches over {4 * len(lengths)} inputs")
     assert mismatches == 0
+
+
+def test_numpy_twin_joins_many_chunks():
+    # 3 MB + 1: an odd number of 256-byte chunks at several levels of the tree, and a 1-byte head
+    data = np.random.default_rng(4).integers(0, 256, size=3_000_001, dtype=np.uint8)
+    assert crc32c_numpy(data) == crc32c(data)
+    assert crc32c_numpy(data[1:], crc32c_numpy(data[:1])) == crc32c(data)
 
 
 def test_extend_equals_concatenation():

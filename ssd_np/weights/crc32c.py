@@ -11,7 +11,13 @@ Mirrors `tensorflow/core/lib/hash/crc32c.h` (`crc32c::Value`, `Extend`, `Mask`, 
   `unmask` inverts it.
 
 `crc32c` runs a numba slicing-by-8 kernel (eight 256-entry tables, 8 bytes per step); `crc32c_reference`
-is its plain-Python twin (one table, one byte per step), slow but obviously right, for tests.
+is its plain-Python twin (one table, one byte per step), slow but obviously right, for tests. `crc32c_numpy`
+computes the same in NumPy, for when numba's compiler is switched off (NUMBA_DISABLE_JIT=1, e.g. to step
+through the reference in a debugger: the interpreted kernel would take over a minute for the weights file,
+this 1-2 s). It uses that the CRC register is linear: the data is cut into 256-byte chunks whose CRCs are
+computed side by side (one vectorized step per byte position), then joined pairwise in a tree, each join
+advancing the left part over the right part's length of zero bytes with a precomputed 32x32 bit matrix
+(`zeros(2^k * 256)`, as four 256-entry byte tables) and XOR-ing the right part in.
 """
 from __future__ import annotations
 
@@ -69,7 +75,65 @@ def _crc32c_kernel(buf, crc, tables):
 
 def crc32c(data: bytes | bytearray | memoryview | np.ndarray, crc: int = 0) -> int:
     """CRC32C of `data` (bytes-like, or an ndarray's C-order bytes), extending the running CRC `crc`."""
+    if numba.config.DISABLE_JIT:
+        return crc32c_numpy(data, crc)
     return int(_crc32c_kernel(_as_bytes(data), crc & _U32, _TABLES))
+
+
+_CHUNK = 256  # bytes per lane of crc32c_numpy
+
+
+def _advance(registers: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Raw CRC registers (L,) uint32 after the bytes columns[i] (L,), i = 0, 1, ... (no pre/post XOR)."""
+    for column in columns:
+        registers = _TABLES[0][(registers ^ column) & 0xFF] ^ (registers >> np.uint32(8))
+    return registers
+
+
+def _apply(operator: np.ndarray, registers: np.ndarray) -> np.ndarray:
+    """A linear map of 32-bit registers given as four byte tables (4, 256): the XOR of the tables' entries."""
+    return (operator[0][registers & 0xFF] ^ operator[1][(registers >> np.uint32(8)) & 0xFF]
+            ^ operator[2][(registers >> np.uint32(16)) & 0xFF] ^ operator[3][registers >> np.uint32(24)])
+
+
+def _byte_tables(columns: np.ndarray) -> np.ndarray:
+    """The four byte tables (4, 256) of the linear map whose images of the 32 unit registers are `columns`."""
+    values = np.arange(256)
+    tables = np.zeros((4, 256), np.uint32)
+    for j in range(4):
+        for bit in range(8):
+            tables[j, (values >> bit) & 1 == 1] ^= columns[8 * j + bit]
+    return tables
+
+
+def _zero_operators(levels: int = 48) -> list[np.ndarray]:
+    """zeros(2^k * _CHUNK) for k < levels: the register advanced over that many zero bytes."""
+    units = np.left_shift(np.uint32(1), np.arange(32, dtype=np.uint32))
+    columns = _advance(units, np.zeros((_CHUNK, 32), np.uint8))
+    operators = [_byte_tables(columns)]
+    for _ in range(levels - 1):
+        columns = _apply(operators[-1], columns)  # twice the length: the map applied to its own columns
+        operators.append(_byte_tables(columns))
+    return operators
+
+
+_ZERO_OPERATORS = _zero_operators()
+
+
+def crc32c_numpy(data: bytes | bytearray | memoryview | np.ndarray, crc: int = 0) -> int:
+    """`crc32c` in NumPy (see the module docstring): the same values, no compiler needed."""
+    buf = _as_bytes(data)
+    lanes = len(buf) // _CHUNK
+    head = len(buf) - lanes * _CHUNK
+    start = _advance(np.array([(crc & _U32) ^ _U32], np.uint32), buf[:head, None])
+    parts = np.concatenate([start, _advance(np.zeros(lanes, np.uint32), buf[head:].reshape(lanes, _CHUNK).T)])
+    level = 0
+    while len(parts) > 1:  # join neighbours; a zero register in front of the start changes nothing
+        if len(parts) % 2:
+            parts = np.concatenate([np.zeros(1, np.uint32), parts])
+        parts = _apply(_ZERO_OPERATORS[level], parts[0::2]) ^ parts[1::2]
+        level += 1
+    return int(parts[0]) ^ _U32
 
 
 def crc32c_reference(data: bytes | bytearray | memoryview | np.ndarray, crc: int = 0) -> int:
