@@ -78,15 +78,14 @@ def heat_rgb(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def heat_legend(lo: float, hi: float, label: str, width: int = 220) -> Html:
-    """A colour bar for `heat_rgb(values, lo, hi)`: the gradient with lo and hi printed under it."""
-    stops = join(tag("stop", offset=f"{i / (len(_HEAT) - 1):.3f}", stop_color=hex_colour(c))
-                 for i, c in enumerate(_HEAT))
-    gradient = tag("linearGradient", stops, id=f"heat{width}")
-    bar = tag("rect", x=0, y=16, width=width, height=10, fill=f"url(#heat{width})")
+    """A colour bar for `heat_rgb(values, lo, hi)`: the colours from lo to hi, with lo and hi printed under it."""
+    steps = 44
+    colours = heat_rgb(np.linspace(0.0, 1.0, steps)[None], 0.0, 1.0)[0]  # (steps, 3)
+    bar = join(tag("rect", x=round(i * width / steps, 2), y=16, width=round(width / steps + 0.5, 2), height=10,
+                   fill=hex_colour(c)) for i, c in enumerate(colours))
     texts = join([tag("text", label, x=0, y=11, class_="lbl"), tag("text", _number(lo), x=0, y=38, class_="lbl"),
                   tag("text", _number(hi), x=width, y=38, text_anchor="end", class_="lbl")])
-    return tag("svg", join([tag("defs", gradient), bar, texts]), width=max(width, 7 * len(label)), height=42,
-               class_="legend")
+    return tag("svg", join([bar, texts]), width=max(width, 7 * len(label)), height=42, class_="legend")
 
 
 # --- images -------------------------------------------------------------------------------------------------
