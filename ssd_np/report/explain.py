@@ -45,6 +45,7 @@ TOP_ANCHORS = 8  # rows of the "best anchors" table (the figure draws the first 
 RANKED = 150  # anchors in the score-by-rank plot
 NMS_FIGURES = 6  # classes drawn in the NMS section (the summary table lists them all)
 NMS_ROWS = 25  # candidates listed per drawn class
+LABELLED = 12  # boxes labelled per figure (the best; the others have tooltips)
 DISPLAY_MAX = 640  # the original image is shown at most this many pixels wide or high
 SCORE_THRESHOLD, IOU_THRESHOLD = postprocess.SCORE_THRESHOLD, postprocess.IOU_THRESHOLD
 
@@ -194,7 +195,7 @@ def _input_section(ex: Explanation, original: ImageRef, resized: ImageRef) -> Se
         paragraph("Why stretch rather than pad? The model was trained on images stretched in exactly this way, so "
                   "it expects stretched objects; and a box found in the 0..1 coordinates of the stretched image "
                   "maps back to the original by multiplying by its height and width, with no padding to undo."),
-        tag("div", join([figure(svg_boxes(original, [], min(original.width, 480)),
+        tag("div", join([figure(svg_boxes(original, [], max(min(original.width, 480), 240)),
                                 f"The original image, {width}×{height} pixels."),
                          figure(svg_boxes(resized, [], 300),
                                 "The network's input: the same image stretched to 300×300 (values rounded to "
@@ -417,8 +418,9 @@ def _nms_section(ex: Explanation, original: ImageRef) -> Section:
         pixels = _scaled(c.boxes, original)
         boxes = [Box(*pixels[p], COLOURS["dropped"], dashed=True, tooltip=f"anchor {c.anchors[p]}: {c.decision(p)}")
                  for p in order[::-1] if p not in c.kept]
-        boxes += [Box(*pixels[p], COLOURS["kept"], label=f"{c.scores[p]:.2f}",
-                      tooltip=f"anchor {c.anchors[p]}: {c.decision(p)}, score {c.scores[p]:.4f}") for p in c.kept[::-1]]
+        boxes += [Box(*pixels[p], COLOURS["kept"], label=f"{c.scores[p]:.2f}" if rank < LABELLED else "",
+                      tooltip=f"anchor {c.anchors[p]}: {c.decision(p)}, score {c.scores[p]:.4f}")
+                  for rank, p in reversed(list(enumerate(c.kept)))]
         rows = [(c.anchors[p], f"{c.scores[p]:.4f}", _values(c.boxes[p], 3), c.decision(int(p)))
                 for p in order[:NMS_ROWS]]
         more = f" (the first {NMS_ROWS} of {len(order)})" if len(order) > NMS_ROWS else ""
@@ -455,8 +457,9 @@ def _nms_section(ex: Explanation, original: ImageRef) -> Section:
         table(["class", "name", "score > 0.3", "dropped by clipping", "candidates", "kept", "suppressed",
                "not reached"], summary, id="nms-summary", caption="Per class"),
         paragraph(join([f"The {len(drawn)} classes with the most suppressions (then the most candidates), drawn on "
-                        "the original image: ", swatch(COLOURS["kept"]), "kept, ",
-                        swatch(COLOURS["dropped"], dashed=True), "suppressed (hover a box for its decision)."], "")),
+                        "the original image: ", swatch(COLOURS["kept"]), f"kept (the best {LABELLED} labelled with "
+                        "their scores), ", swatch(COLOURS["dropped"], dashed=True),
+                        "suppressed; hover a box for its decision."], "")),
         join(panels),
     ])
     return Section("nms", "Non-maximum suppression", body)
@@ -467,8 +470,9 @@ def _detections_section(ex: Explanation, original: ImageRef) -> Section:
     boxes = ex.trace["detection_boxes"][0, :count]
     scores = ex.trace["detection_scores"][0, :count]
     classes = ex.trace["detection_classes"][0, :count].astype(int)
-    drawn = [Box(*b, hex_colour(class_colour(c)), label=f"{_name(c)} {s:.2f}", tooltip=f"{_name(c)} {s:.4f}")
-             for b, c, s in reversed(list(zip(_scaled(boxes, original), classes, scores)))]
+    drawn = [Box(*b, hex_colour(class_colour(c)), label=f"{_name(c)} {s:.2f}" if rank < LABELLED else "",
+                 tooltip=f"{_name(c)} {s:.4f}")
+             for rank, (b, c, s) in reversed(list(enumerate(zip(_scaled(boxes, original), classes, scores))))]
     height, width = ex.rgb.shape[:2]
     pixel_boxes = _scaled(boxes, ImageRef("", height, width))
     rows = [(i, c, _name(c), f"{s:.4f}", _values(b), _values(p, 1))
@@ -489,7 +493,9 @@ def _detections_section(ex: Explanation, original: ImageRef) -> Section:
                   "xmax]; multiplied by the original image's height and width they give pixels."),
         figure(svg_boxes(original, drawn, 640),
                join([f"The {_count(count, 'detection')} on the original image ({width}×{height}), one colour per "
-                     "class as ", code("ssd-np detect --draw"), " draws them."], "")),
+                     "class as ", code("ssd-np detect --draw"), " draws them",
+                     f"; the best {LABELLED} labelled (hover a box for its class and score)." if count > LABELLED
+                     else "."], "")),
         table(["row", "detection_classes", "name", "detection_scores", "detection_boxes (normalized)",
                "in pixels (ymin, xmin, ymax, xmax)"], rows, id="tf-outputs",
               caption=f"TF's outputs (the first num_detections = {count} rows)"),
