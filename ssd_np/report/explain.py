@@ -287,8 +287,8 @@ def _anchors_section(resized: ImageRef) -> Section:
                   "grids, centred on each cell, several shapes per cell."),
         paragraph("Shapes come from ", code("pipeline.config"), " (", code("ssd_anchor_generator"),
                   f"): min_scale {MIN_SCALE}, max_scale {MAX_SCALE}, aspect ratios {ratios}. Map i has the scale "
-                  f"s_i = {MIN_SCALE} + ({MAX_SCALE} − {MIN_SCALE})·i/5 (a fraction of the image side) and an anchor "
-                  "of height s/√a and width s·√a for each aspect ratio a, plus one square anchor of scale "
+                  f"s_i = {MIN_SCALE} + ({MAX_SCALE} − {MIN_SCALE})·i/5 (a fraction of the image side) and an "
+                  "anchor of height s/√a and width s·√a for each aspect ratio a, plus one square anchor of scale "
                   "√(s_i·s_(i+1)). The first map keeps only three: (0.1, 1), (0.2, 2) and (0.2, 0.5) (",
                   code("reduce_boxes_in_lowest_layer"), ")."),
         paragraph("Coordinates are normalized [ymin, xmin, ymax, xmax] in 0..1 of the (stretched) input, so "
@@ -323,7 +323,8 @@ def _decode_example(ex: Explanation, index: int) -> Html:
         f"encoding (concat):  [ty, tx, th, tw] = [{_values([ty, tx, th, tw])}]",
         f"   yc = ty/{sy:g} · ha + yca = {yc:.4f}     xc = tx/{sx:g} · wa + xca = {xc:.4f}",
         f"   h  = exp(th/{sh:g}) · ha  = {h:.4f}     w  = exp(tw/{sw:g}) · wa  = {w:.4f}",
-        f"box = [yc − h/2, xc − w/2, yc + h/2, xc + w/2] = [{_values([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2])}]",
+        f"box = [yc − h/2, xc − w/2, yc + h/2, xc + w/2] = "
+        f"[{_values([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2])}]",
         f"      Postprocessor/Decode/transpose_1[{index}] = [{_values(decoded)}]   (TF's float32 arithmetic)"]))
 
 
@@ -350,7 +351,8 @@ def _predictions_section(ex: Explanation, resized: ImageRef, detected_anchors: s
                      f"map {layer}, cell ({row}, {col}), type {kind}", _values(anchors[i], 3),
                      _values(encodings[i], 3), _values(decoded[i], 3), _name(best_class[i]), f"{best[i]:.4f}"))
     heads = [(i, _shape(ex.trace[f"BoxPredictor_{i}/BoxEncodingPredictor/BiasAdd"].shape[1:]),
-              _shape(ex.trace[f"BoxPredictor_{i}/ClassPredictor/BiasAdd"].shape[1:])) for i in range(len(FEATURE_MAP_NODES))]
+              _shape(ex.trace[f"BoxPredictor_{i}/ClassPredictor/BiasAdd"].shape[1:]))
+             for i in range(len(FEATURE_MAP_NODES))]
     shown = ranked[:RANKED]
     detected = [r for r, i in enumerate(shown) if int(i) in detected_anchors]
     marks = [Mark(float(above), float(best[ranked[above - 1]]), f"{above} anchors over {float(SCORE_THRESHOLD):.1f}")] \
