@@ -7,9 +7,10 @@ The package in layers, each importing only from the layers before it:
     engine/      the same graph, fast: numba kernels held to the reference by the tests
     detector.py  the Python API (`Detector`), on the engine;  model.py: the engine's forward pass in one page
     verify/      trace, compare, COCO evaluation
+    report/      self-contained HTML pages (`ssd-np explain`, the compare report), drawn from the reference
     cli/         the `ssd-np` command
-    report/      self-contained HTML pages (`ssd-np explain`), drawn from the reference's trace
-(plus the leaf modules `images` (decoding), `coco_labels` and `atomic`, which import nothing of ssd_np.)
+(plus the leaf modules `images` (decoding), `coco_labels`, `draw` (annotated images) and `atomic`, which import
+nothing of ssd_np but each other.)
 
 `from ssd_np import Detector` loads the engine (and numba) on first use only, so `import ssd_np.reference` stays
 plain NumPy.

@@ -1,6 +1,6 @@
 """The package's architecture holds: each layer imports only the layers below it, and the reference is plain NumPy.
 
-Layers, bottom up (ssd_np/__init__.py): the leaf modules (`images`, `coco_labels`, `atomic`), `reference`,
+Layers, bottom up (ssd_np/__init__.py): the leaf modules (`images`, `coco_labels`, `atomic`, `draw`), `reference`,
 `weights`, `engine`, the API (`model`, `detector`), `verify`, `report`, `cli`. Read from the source (imports
 anywhere in a module, also inside functions), so a lazy import cannot hide an upward dependency.
 """
@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ssd_np"
 LAYERS = {  # part of the package -> its rank; a module may import only parts of lower or equal rank
-    "images": 0, "coco_labels": 0, "atomic": 0,
+    "images": 0, "coco_labels": 0, "atomic": 0, "draw": 0,
     "reference": 1, "weights": 1,
     "engine": 2,
     "model": 3, "detector": 3,

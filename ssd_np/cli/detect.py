@@ -167,7 +167,7 @@ def process(detector: Detector, job: Job, index: int, path: str,
         elif job.json_dir is not None:
             write_atomic(job.json_dir / f"{stem}.json", json_bytes({"image": path, **json_record(found, job.format)}))
         if job.draw_dir is not None:
-            from ssd_np.cli.draw import draw_detections
+            from ssd_np.draw import draw_detections
 
             png = io.BytesIO()
             draw_detections(rgb, found.pixel_boxes, found.class_ids, found.scores).save(png, format="PNG",

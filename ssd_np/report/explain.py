@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ssd_np.cli.draw import class_colour
+from ssd_np.draw import class_colour
 from ssd_np.coco_labels import COCO_LABELS
 from ssd_np.reference import model, postprocess, preprocess
 from ssd_np.reference.anchors import ASPECT_RATIOS, FEATURE_MAP_SIZES, IMAGE_SIZE, MAX_SCALE, MIN_SCALE, \
