@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +40,6 @@ from typing import ContextManager, TextIO
 
 import numba
 import numpy as np
-from PIL import Image
 
 from ssd_np.atomic import write_atomic
 from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, CliError
@@ -285,8 +283,6 @@ def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, pro
 def run(args: argparse.Namespace) -> int:
     """`ssd-np detect`: exit 0 when every image succeeded, 1 when some failed; usage problems raise CliError."""
     start = time.monotonic()
-    # load_rgb refuses bombs with its own one-line error; Pillow's DecompressionBombWarning would only add noise.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     if args.jobs is not None and args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
     if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
