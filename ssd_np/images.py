@@ -70,6 +70,13 @@ class ImageError(ValueError):
     """An image that cannot be turned into the model's input; the message names the file and the fix."""
 
 
+def file_name_text(path: str | os.PathLike) -> str:
+    """A file name as text for JSON and terminals: valid UTF-8 as is, any other byte as a `\\xNN` escape (a name
+    that is not UTF-8, e.g. Latin-1 `caf\\xe9.jpg`, would otherwise become a lone surrogate, which is not
+    valid Unicode and which strict JSON readers refuse)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def load_rgb(image: ImageInput) -> np.ndarray:
     """Decode `image` (a path, a PIL image or an array) into a C-contiguous (H, W, 3) uint8 RGB array.
 
