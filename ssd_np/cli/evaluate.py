@@ -75,10 +75,11 @@ def detect_coco(detector: Detector, images: list[tuple[int, Path]], done: dict[i
 
 def run_eval(annotations: Path, images: Path | None = None, results: Path | None = None,
              max_images: int | None = None, weights: Path | None = None, json_out: Path | None = None,
-             per_class: bool = False, resume: bool = False, out: TextIO = sys.stdout,
-             err: TextIO = sys.stderr) -> int:
+             per_class: bool = False, resume: bool = False, out: TextIO | None = None,
+             err: TextIO | None = None) -> int:
     """Detect (if `images`) and evaluate; print the 12 COCO metrics. Returns the exit status: 0, or 1 when some
     images could not be read (the others are still detected, written and scored)."""
+    out, err = out or sys.stdout, err or sys.stderr  # the streams of the moment, not those at import
     if max_images is not None and max_images < 1:
         raise EvalError(f"--max-images must be at least 1, got {max_images}")
     gt_json = coco_eval.read_json(annotations, "annotations")
