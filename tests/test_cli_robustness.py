@@ -20,6 +20,7 @@ from conftest import DATA, ROOT
 from ssd_np import atomic
 from ssd_np.atomic import atomic_path, current_umask, write_atomic
 from ssd_np.cli.main import main
+from ssd_np.verify import trace
 from ssd_np.weights.checkpoint import write_checkpoint
 
 IMAGE = DATA / "images" / "tiny_37x23.png"
@@ -77,11 +78,17 @@ def test_replacing_a_file_keeps_its_mode(tmp_path, umask, existing):
     assert (tmp_path / "atomic").read_bytes() == b"new"
 
 
-def test_cli_outputs_respect_the_umask(tmp_path, umask, run_main, standin_h5):
+def test_cli_outputs_respect_the_umask(tmp_path, umask, run_main, standin_h5, monkeypatch):
     umask(0o022)
     out, draw = tmp_path / "json", tmp_path / "draw"
     assert run_main("detect", IMAGE, "--json-dir", out, "--draw", draw, "--weights", standin_h5)[0] == 0
     assert mode(out / "tiny_37x23.json") == mode(draw / "tiny_37x23.png") == 0o644
+    coco = DATA / "images" / "000000000802.jpg"
+    assert run_main("detect", coco, "--format", "coco", "--json-dir", out, "--weights", standin_h5)[0] == 0
+    assert mode(out / "results.json") == 0o644
+    monkeypatch.setattr(trace, "trace_image", lambda weights, image: {"x": np.zeros(3, np.float32)})
+    assert run_main("trace", IMAGE, "--out", tmp_path / "t.npz", "--weights", standin_h5)[0] == 0
+    assert mode(tmp_path / "t.npz") == 0o644
     gt = tmp_path / "gt.json"
     gt.write_text(json.dumps(GT))
     (tmp_path / "r.json").write_text("[]")
@@ -237,6 +244,7 @@ SLOW_SAVE = """
 import sys, time
 import numpy as np
 from ssd_np.cli.main import main
+from ssd_np.verify import trace
 from ssd_np.verify import trace
 # the reference model's 20 s are not what this test is about: a 1.2 MB stand-in trace
 trace.trace_image = lambda weights, image: {"x": np.random.default_rng(0).standard_normal(300_000, np.float32)}
