@@ -9,8 +9,9 @@ usual umask 022), and a file that already exists keeps its permission bits, as `
 them (a 0600 file stays 0600, a 0664 one stays 0664). Only the owner can differ: the replacement belongs to
 whoever writes it.
 
-Errors name the destination, never the hidden temporary file: any OSError becomes an OSError of the same errno
-whose `filename` is `path` (an HDF5 library error that only states "errno = 28" in its text gets that errno).
+Errors name the destination, never the hidden temporary file: an OSError about the temporary file (or about no
+file) becomes an OSError of the same errno whose `filename` is `path` (an HDF5 library error that only states
+"errno = 28" in its text gets that errno); errors about other files are left as they are.
 """
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".partial") -> Iterator[P
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
+        if isinstance(e, OSError) and e.filename in (None, tmp):  # errors naming another file stay as they are
             raise _naming(e, path) from None
         raise
 

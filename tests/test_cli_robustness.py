@@ -273,3 +273,18 @@ def test_signal_during_trace_leaves_no_partial_file(tmp_path, standin_h5, signum
     assert process.returncode == status
     assert err.decode().splitlines() == [line]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_disk_full_while_writing_a_checkpoint(tmp_path, disk_full):
+    """The nested atomic writes of write_checkpoint: the index fails, the data file is not left behind."""
+    with pytest.raises(OSError) as e:
+        write_checkpoint(tmp_path / "model.ckpt", {"a": np.ones(3, np.float32)})
+    assert (e.value.errno, e.value.filename) == (errno.ENOSPC, str(tmp_path / "model.ckpt.index"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_errors_about_other_files_keep_their_name(tmp_path):
+    with pytest.raises(FileNotFoundError) as e:
+        with atomic_path(tmp_path / "out.json"):
+            open(tmp_path / "missing-input.json")
+    assert e.value.filename == str(tmp_path / "missing-input.json") and os.listdir(tmp_path) == []
