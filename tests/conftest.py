@@ -1,5 +1,36 @@
-"""Shared test paths. Tests never read ../shared: everything they need is in tests/data or weights/."""
+"""Shared test paths and fixtures. Tests never read ../shared: everything they need is in tests/data or weights/."""
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
+
+
+@pytest.fixture(scope="session")
+def standin_h5(tmp_path_factory):
+    """Stand-in weights (seed 1, sparse) as an HDF5 file, written once per session (about 3 s)."""
+    from ssd_np.weights.hdf5 import write_h5
+    from ssd_np.weights.standin import standin_weights
+
+    path = tmp_path_factory.mktemp("standin") / "standin1.h5"
+    write_h5(standin_weights(1, "sparse"), path, "stand-in, seed 1, profile sparse")
+    return path
+
+
+@pytest.fixture
+def run_main(capsys):
+    """Run `ssd-np ARGS...` in this process: returns (exit status, stdout, stderr lines). Asserts that nothing
+    printed a traceback."""
+    from ssd_np.cli.main import main
+
+    def run(*args):
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as e:  # argparse's usage errors
+            status = e.code
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err, err
+        return status, out, err.splitlines()
+
+    return run

@@ -147,7 +147,7 @@ def test_paths_and_image_subset(tmp_path):
     ([_det(1, 1, [0, 0, 1, 1], 0.5), _det(1, 1, [0, 0, float("nan"), 1], 0.5)], "result 1: bbox"),
     ([_det(1, 1, [0, 0, -1, 1], 0.5)], "width, height >= 0"),
     ([_det(1, 1, [0, 0, "a", 1], 0.5)], "result 0: bbox"),
-    ([_det(1, 1, [0, 0, "2", "1"], 0.5)], "must be numbers"),
+    ([_det(1, 1, [0, 0, "2", "1"], 0.5)], "result 0: bbox .* must be 4 finite numbers"),
     ([_det(1, 1, [0, 0, 1, 1], None)], "result 0: score"),
     ([_det(1, 1, [0, 0, 1, 1], 0.5), {"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}], "result 1: .* 'score'"),
     ({"image_id": 1}, "must be a list"),

@@ -11,12 +11,13 @@ from conftest import DATA
 from ssd_np.images import MAX_PIXELS, ImageError, load_rgb
 
 
-def png_bytes(width: int, height: int, bit_depth: int = 8, color_type: int = 2, raw: bytes | None = None) -> bytes:
+def png_bytes(width: int, height: int, bit_depth: int = 8, color_type: int = 2, raw: bytes | None = None,
+              interlace: int = 0) -> bytes:
     """A PNG built by hand (any header, even a lying one); `raw` is the unfiltered scanline data."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, interlace)
     idat = chunk(b"IDAT", zlib.compress(raw)) if raw is not None else b""
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
 

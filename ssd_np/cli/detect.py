@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,13 +40,12 @@ from typing import ContextManager, TextIO
 
 import numba
 import numpy as np
-from PIL import Image
 
 from ssd_np.atomic import write_atomic
-from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, CliError
+from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, CliError, not_written, os_error_text
 from ssd_np.cli.outputs import at_least, coco_image_id, coco_rows, json_bytes, json_record, text_lines
 from ssd_np.detector import Detector
-from ssd_np.images import ImageError, load_rgb
+from ssd_np.images import ImageError, file_name_text, load_rgb
 from ssd_np.weights.hdf5 import default_weights_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -95,7 +93,7 @@ def find_images(inputs: list[str]) -> list[str]:
                 raise CliError(f"no images found in {given} (looked for {', '.join(IMAGE_SUFFIXES)} files, hidden "
                                f"folders skipped); point at the folder that holds the images")
             candidates = sorted(paths)
-        elif os.path.exists(given):
+        elif os.path.lexists(given):  # a broken link or a link loop: load_rgb says which
             candidates = [given]
         else:
             raise CliError(f"{given}: no such file or folder; check the path")
@@ -165,7 +163,7 @@ def process(detector: Detector, job: Job, index: int, path: str,
         if job.json_dir is not None and job.format == "coco":
             outcome.coco = coco_rows(coco_image_id(path), found)
         elif job.json_dir is not None:
-            write_atomic(job.json_dir / f"{stem}.json", json_bytes({"image": path, **json_record(found, job.format)}))
+            write_atomic(job.json_dir / f"{stem}.json", json_bytes({"image": file_name_text(path), **json_record(found, job.format)}))
         if job.draw_dir is not None:
             from ssd_np.draw import draw_detections
 
@@ -178,7 +176,7 @@ def process(detector: Detector, job: Job, index: int, path: str,
     except ImageError as e:
         outcome.error = str(e)
     except OSError as e:
-        outcome.error = f"{path}: cannot write its output ({e.filename}: {e.strerror or e})"
+        outcome.error = f"{path}: cannot write its output ({os_error_text(e)})"
     except ValueError as e:
         outcome.error = f"{path}: {e}"
     return outcome
@@ -285,8 +283,6 @@ def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, pro
 def run(args: argparse.Namespace) -> int:
     """`ssd-np detect`: exit 0 when every image succeeded, 1 when some failed; usage problems raise CliError."""
     start = time.monotonic()
-    # load_rgb refuses bombs with its own one-line error; Pillow's DecompressionBombWarning would only add noise.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     if args.jobs is not None and args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
     if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
@@ -328,7 +324,11 @@ def run(args: argparse.Namespace) -> int:
     failed = sum(o.error is not None for o in outcomes)
     if job.json_dir is not None and job.format == "coco":
         rows = [row for o in outcomes for row in o.coco]
-        write_atomic(job.json_dir / COCO_RESULTS, json_bytes(rows))
+        try:
+            write_atomic(job.json_dir / COCO_RESULTS, json_bytes(rows))
+        except OSError as e:
+            raise not_written(e, f"the COCO results of {len(outcomes) - failed} images ({len(rows)} detections) "
+                                 f"were") from None
     end = time.monotonic()
     print(f"ssd-np: {len(images)} image{'s' if len(images) != 1 else ''}, {failed} failed, {detections} detections, "
           f"{len(images) / (end - loaded):.2f} images/s, {end - start:.1f} s elapsed "

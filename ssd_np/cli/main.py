@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from ssd_np.cli.errors import EXIT_OK, EXIT_USAGE, CliError
+from ssd_np.cli.errors import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_USAGE, CliError,
+                               Terminated, os_error_text)
 
-EPILOG = "exit status: 0 success, 1 some work failed, 2 bad usage or bad input"
+EPILOG = ("exit status: 0 success, 1 some work failed, 2 bad usage or bad input, 130 interrupted (Ctrl-C), "
+          "141 output pipe closed, 143 terminated (SIGTERM)")
 
 
 def _weights_export(args: argparse.Namespace) -> int:
@@ -36,7 +43,10 @@ def _weights_standin(args: argparse.Namespace) -> int:
     from ssd_np.weights.standin import standin_weights
     from ssd_np.weights.hdf5 import write_h5
 
-    tensors = standin_weights(args.seed, args.profile)
+    try:
+        tensors = standin_weights(args.seed, args.profile)
+    except ValueError as e:  # a seed outside [0, 2**63)
+        raise CliError(f"--seed: {e}") from None
     if args.out:
         write_h5(tensors, args.out, f"stand-in, seed {args.seed}, profile {args.profile}")
         print(f"wrote {args.out} (stand-in weights, seed {args.seed}, profile {args.profile}: not the genuine model)")
@@ -250,27 +260,79 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the one place that turns every error, signal and closed pipe into a line and a status.
+
+    - bad input or usage: `ssd-np: error: <file>: <problem>; <fix>` on stderr, exit 2 (1 when some of the
+      work failed, e.g. some images of a batch);
+    - Ctrl-C (SIGINT): exit 130; SIGTERM: exit 143. Both unwind the program as an exception, so every
+      temporary file (`ssd_np.atomic`) is removed and no partial output is left;
+    - stdout closed early (`ssd-np detect ... | head -1`): the run stops quietly with exit 141 (128 + SIGPIPE),
+      the status a shell reports for `cat`, `grep` or `seq` killed by the closed pipe;
+    - text that the terminal's encoding cannot show (e.g. PYTHONIOENCODING=ascii and a non-ASCII file name) is
+      printed with backslash escapes instead of failing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "weights" and args.weights_command == "standin" and not (args.out or args.checkpoint_out):
+        parser.error("weights standin: give --out FILE.h5 and/or --checkpoint-out PREFIX")
+    with terminate_as_exception():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from ssd_np.weights.checkpoint import CheckpointError
+    from ssd_np.verify.coco_eval import CocoError
     from ssd_np.verify.compare import TraceError
     from ssd_np.cli.evaluate import EvalError
     from ssd_np.weights.fetch import FetchError
     from ssd_np.images import ImageError
     from ssd_np.weights.hdf5 import WeightsError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "weights" and args.weights_command == "standin" and not (args.out or args.checkpoint_out):
-        parser.error("weights standin: give --out FILE.h5 and/or --checkpoint-out PREFIX")
     try:
         return args.run(args)
-    except (CliError, CheckpointError, WeightsError, FetchError, ImageError, TraceError, EvalError) as e:
+    except (CliError, CheckpointError, WeightsError, FetchError, ImageError, TraceError, EvalError, CocoError) as e:
         print(f"ssd-np: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        print(f"ssd-np: error:{where}: {e.strerror or e}", file=sys.stderr)
+        print(f"ssd-np: error: {os_error_text(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ssd-np: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("ssd-np: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
 
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of a closed pipe raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (e.g. captured in a test)
+        pass
+
+
+@contextlib.contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """While the block runs, SIGTERM raises `Terminated` (as SIGINT raises KeyboardInterrupt), so `finally`
+    blocks run and temporary files are removed. Only the main thread can receive signals; elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ssd_np.coco_labels import COCO_LABELS
 from ssd_np.detector import Detections
+from ssd_np.images import file_name_text
 
 _COCO_NAME = re.compile(r"(?:COCO_[A-Za-z]+[0-9]*_)?([0-9]+)")
 
@@ -61,7 +62,7 @@ def coco_rows(image_id: int, found: Detections) -> list[dict]:
 
 def text_lines(path: str, found: Detections) -> str:
     """Human-readable detections of one image (what stdout shows without --json-dir and --draw)."""
-    lines = [f"{path}: {len(found)} detection{'s' if len(found) != 1 else ''}"]
+    lines = [f"{file_name_text(path)}: {len(found)} detection{'s' if len(found) != 1 else ''}"]
     for (ymin, xmin, ymax, xmax), c, s in zip(found.pixel_boxes, found.class_ids, found.scores):
         lines.append(f"  {float(s):.3f}  {COCO_LABELS.get(int(c), str(c)):15s}  "
                      f"x {xmin:7.1f} .. {xmax:7.1f}   y {ymin:7.1f} .. {ymax:7.1f}")

@@ -32,11 +32,15 @@ Results on images outside ``image_ids`` are not evaluated, as in pycocotools. Di
 pycocotools mishandles: results on unknown images (pycocotools asserts) or unknown categories (pycocotools
 drops them silently), boxes that are not 4 finite numbers with width, height >= 0, non-finite scores,
 duplicate or zero annotation ids (pycocotools collapses duplicates and takes id 0 as "unmatched") and
-duplicate category ids raise ``ValueError``; an empty results list (pycocotools crashes) evaluates as no
+duplicate category ids raise ``CocoError`` (a ValueError), as does any entry with a missing or mistyped field
+(``check_annotations``, ``check_results``: the message names the file, the entry's index and the field) and
+results that are not a list (``{}`` included); an empty results list (pycocotools crashes) evaluates as no
 detections, so every defined AP and AR is 0. A missing ``iscrowd`` counts as 0.
 """
 
 import json
+import math
+import numbers
 import os
 from dataclasses import dataclass
 
@@ -131,116 +135,162 @@ def bbox_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=overlap)
 
 
-def load_annotations(annotations) -> GroundTruth:
-    """A COCO instances dict (or the path of its json file, or a GroundTruth to reuse) -> GroundTruth."""
+class CocoError(ValueError):
+    """COCO annotations or results that cannot be evaluated; the message names the file (or "annotations" /
+    "results" for in-memory input), the entry by its index and the field."""
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """The JSON value in the file `path`; CocoError naming the file when it cannot be read or parsed (including
+    JSON nested too deeply for Python's parser, which would otherwise raise RecursionError)."""
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read())
+    except OSError as e:
+        raise CocoError(f"cannot read the {what} {path}: {e.strerror or e}") from None
+    except ValueError as e:  # also UnicodeDecodeError
+        raise CocoError(f"{path}: the {what} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise CocoError(f"{path}: the {what} is JSON nested too deeply to be COCO {what}") from None
+
+
+def _is_int(v) -> bool:  # Python or NumPy integers, not booleans
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:  # finite Python or NumPy reals, not booleans
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_box(v) -> bool:
+    return isinstance(v, (list, tuple, np.ndarray)) and len(v) == 4 and all(_is_number(x) for x in v)
+
+
+def _is_sized_box(v) -> bool:
+    return _is_box(v) and v[2] >= 0 and v[3] >= 0
+
+
+# The validation layer: per kind of entry, field -> (test, what the value must be, required).
+_INT, _NUMBER = (_is_int, "an integer"), (_is_number, "a finite number")
+_IMAGE = {"id": (*_INT, True), "file_name": (lambda v: isinstance(v, str), "a string", False)}
+_CATEGORY = {"id": (*_INT, True), "name": (lambda v: isinstance(v, str), "a string", False)}
+_ANNOTATION = {"id": (*_INT, True), "image_id": (*_INT, True), "category_id": (*_INT, True),
+               "bbox": (_is_box, "4 finite numbers [x, y, width, height]", True), "area": (*_NUMBER, True),
+               "iscrowd": (lambda v: v in (0, 1), "0 or 1", False)}
+_RESULT = {"image_id": (*_INT, True), "category_id": (*_INT, True),
+           "bbox": (_is_sized_box, "4 finite numbers [x, y, width, height] with width, height >= 0", True),
+           "score": (*_NUMBER, True)}
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_entries(entries, rules: dict, source: str, kind: str, container: str) -> None:
+    """Every entry of the list `entries` is a dict whose fields obey `rules`; else CocoError naming the first
+    bad entry (`kind` and its index) and field."""
+    if not isinstance(entries, list):
+        raise CocoError(f"{source}: {container} must be a list of {kind} objects, got {_short(entries)}")
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise CocoError(f"{source}: {kind} {i}: {_short(entry)} is not an object with "
+                            f"{', '.join(map(repr, rules))}")
+        for key, (test, expected, required) in rules.items():
+            if key not in entry:
+                if required:
+                    raise CocoError(f"{source}: {kind} {i}: {_short(entry)} has no {key!r} ({expected})")
+            elif not test(entry[key]):
+                raise CocoError(f"{source}: {kind} {i}: {key} {_short(entry[key])} must be {expected}")
+
+
+def check_annotations(annotations, source: str = "annotations") -> None:
+    """Raise CocoError unless `annotations` is a COCO instances dict this module can evaluate."""
+    if not isinstance(annotations, dict) or not {"images", "annotations", "categories"} <= annotations.keys():
+        raise CocoError(f"{source}: annotations must be a COCO instances dict with 'images', 'annotations' and "
+                        f"'categories', got {_short(annotations)}")
+    _check_entries(annotations["images"], _IMAGE, source, "image", "'images'")
+    _check_entries(annotations["categories"], _CATEGORY, source, "category", "'categories'")
+    _check_entries(annotations["annotations"], _ANNOTATION, source, "annotation", "'annotations'")
+    category_ids = [c["id"] for c in annotations["categories"]]
+    if len(set(category_ids)) != len(category_ids):
+        raise CocoError(f"{source}: duplicate category ids in 'categories'")
+    ann_ids = [ann["id"] for ann in annotations["annotations"]]
+    if len(set(ann_ids)) != len(ann_ids) or 0 in ann_ids:
+        raise CocoError(f"{source}: annotation ids must be unique and nonzero (pycocotools indexes matches by id)")
+
+
+def check_results(results, source: str = "results") -> None:
+    """Raise CocoError unless `results` is a list of {image_id, category_id, bbox, score} (an empty list is fine,
+    a dict such as `{}` is not)."""
+    _check_entries(results, _RESULT, source, "result", "results")
+
+
+def load_annotations(annotations, source: str = "annotations") -> GroundTruth:
+    """A COCO instances dict (or the path of its json file, or a GroundTruth to reuse) -> GroundTruth.
+
+    `source` names the input in error messages (a path names itself)."""
     if isinstance(annotations, GroundTruth):
         return annotations
     if isinstance(annotations, (str, os.PathLike)):
-        with open(annotations) as f:
-            annotations = json.load(f)
-    if not isinstance(annotations, dict) or not {"images", "annotations", "categories"} <= annotations.keys():
-        raise ValueError("annotations must be a COCO instances dict with 'images', 'annotations' and 'categories'")
+        source = str(annotations)
+        annotations = read_json(annotations, "annotations")
+    check_annotations(annotations, source)
     image_ids = tuple(sorted({img["id"] for img in annotations["images"]}))
     categories = sorted(annotations["categories"], key=lambda c: c["id"])
     category_ids = tuple(c["id"] for c in categories)
-    if len(set(category_ids)) != len(category_ids):
-        raise ValueError("annotations: duplicate category ids in 'categories'")
-    ann_ids = [ann["id"] for ann in annotations["annotations"]]
-    if len(set(ann_ids)) != len(ann_ids) or 0 in ann_ids:
-        raise ValueError("annotations: annotation ids must be unique and nonzero (pycocotools indexes matches by id)")
     image_index = {image_id: i for i, image_id in enumerate(image_ids)}
     category_index = {category_id: k for k, category_id in enumerate(category_ids)}
-    anns = annotations["annotations"]
-    missing = [a["id"] for a in anns if "bbox" not in a or "area" not in a]
-    if missing:
-        raise ValueError(f"annotations with ids {missing[:10]} lack a 'bbox' or an 'area'")
-    box = _float_array([a["bbox"] for a in anns], "annotation", "bbox", (4,))  # (N, 4)
-    area = _float_array([a["area"] for a in anns], "annotation", "area", ())  # (N,)
     # Like pycocotools, annotations of images or categories that are not listed are never evaluated.
-    known = np.array([a["image_id"] in image_index and a["category_id"] in category_index for a in anns], dtype=bool)
-    anns = [a for a, k in zip(anns, known) if k]
+    anns = [a for a in annotations["annotations"] if a["image_id"] in image_index and a["category_id"] in category_index]
     return GroundTruth(
         image_ids=image_ids,
         category_ids=category_ids,
         category_names=tuple(c.get("name", str(c["id"])) for c in categories),
         image=np.array([image_index[a["image_id"]] for a in anns], dtype=np.int64),
         category=np.array([category_index[a["category_id"]] for a in anns], dtype=np.int64),
-        box=box[known],
-        area=area[known],
+        box=np.array([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4),
+        area=np.array([a["area"] for a in anns], dtype=np.float64),
         crowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool),
     )
 
 
-def load_results(results, gt: GroundTruth) -> Detections:
+def load_results(results, gt: GroundTruth, source: str = "results") -> Detections:
     """A list of {image_id, category_id, bbox [x, y, w, h], score} (or the path of its json file) -> Detections."""
     if isinstance(results, (str, os.PathLike)):
-        with open(results) as f:
-            results = json.load(f)
-    if not isinstance(results, list):
-        raise ValueError("results must be a list of {'image_id', 'category_id', 'bbox', 'score'} dicts")
-    fields = ("image_id", "category_id", "bbox", "score")
-    bad = next((i for i, r in enumerate(results) if not isinstance(r, dict) or not all(k in r for k in fields)), None)
-    if bad is not None:
-        raise ValueError(f"result {bad}: {results[bad]!r} is not a dict with {', '.join(map(repr, fields))}")
-    image_ids = [r["image_id"] for r in results]
-    category_ids = [r["category_id"] for r in results]
-    boxes = [r["bbox"] for r in results]
-    scores = [r["score"] for r in results]
+        source = str(results)
+        results = read_json(results, "results")
+    check_results(results, source)
     image_index = {image_id: i for i, image_id in enumerate(gt.image_ids)}
     category_index = {category_id: k for k, category_id in enumerate(gt.category_ids)}
-    unknown = sorted({repr(i) for i in image_ids if i not in image_index})
+    unknown = sorted({r["image_id"] for r in results if r["image_id"] not in image_index})
     if unknown:
-        raise ValueError(f"results reference image ids that are not in the annotations' images: {unknown[:10]}")
-    unknown = sorted({repr(c) for c in category_ids if c not in category_index})
+        raise CocoError(f"{source}: results reference image ids that are not in the annotations' images: "
+                        f"{unknown[:10]}")
+    unknown = sorted({r["category_id"] for r in results if r["category_id"] not in category_index})
     if unknown:
-        raise ValueError(f"results reference category ids that are not in the annotations' categories: {unknown[:10]}")
-    box = _float_array(boxes, "result", "bbox", (4,))
-    bad = np.flatnonzero((box[:, 2] < 0) | (box[:, 3] < 0))
-    if bad.size:
-        raise ValueError(f"result {bad[0]}: bbox {boxes[bad[0]]} must be [x, y, width, height] with width, height >= 0")
-    try:  # loadRes: area = bb[2]*bb[3] in the boxes' own number type (a float32 product for float32 values)
-        area = np.array([b[2] * b[3] for b in boxes], dtype=np.float64)
-    except TypeError:
-        raise ValueError("result bbox values must be numbers") from None
+        raise CocoError(f"{source}: results reference category ids that are not in the annotations' categories: "
+                        f"{unknown[:10]}")
+    boxes = [r["bbox"] for r in results]
     return Detections(
-        image=np.array([image_index[i] for i in image_ids], dtype=np.int64),
-        category=np.array([category_index[c] for c in category_ids], dtype=np.int64),
-        box=box,
-        area=area,
-        score=_float_array(scores, "result", "score", ()),
+        image=np.array([image_index[r["image_id"]] for r in results], dtype=np.int64),
+        category=np.array([category_index[r["category_id"]] for r in results], dtype=np.int64),
+        box=np.array(boxes, dtype=np.float64).reshape(-1, 4),
+        # loadRes: area = bb[2]*bb[3] in the boxes' own number type (a float32 product for float32 values)
+        area=np.array([b[2] * b[3] for b in boxes], dtype=np.float64),
+        score=np.array([r["score"] for r in results], dtype=np.float64),
     )
 
 
-def _float_array(values: list, what: str, field: str, shape: tuple) -> np.ndarray:
-    """Finite float64 array (len(values), *shape); ValueError naming the first bad entry."""
-    if not values:
-        return np.zeros((0,) + shape)
-    try:
-        array = np.array(values, dtype=np.float64)
-    except (ValueError, TypeError):
-        array = None
-    if array is None or array.shape != (len(values),) + shape or not np.all(np.isfinite(array)):
-        i = next((i for i, v in enumerate(values) if not _is_finite(v, shape)), 0)
-        expected = "4 finite numbers" if shape else "a finite number"
-        raise ValueError(f"{what} {i}: {field} {values[i]!r} must be {expected}")
-    return array
-
-
-def _is_finite(value, shape: tuple) -> bool:
-    try:
-        return np.shape(value) == shape and bool(np.all(np.isfinite(np.asarray(value, dtype=np.float64))))
-    except (ValueError, TypeError):
-        return False
-
-
-def evaluate(annotations, results, image_ids=None) -> CocoMetrics:
+def evaluate(annotations, results, image_ids=None, sources=("annotations", "results")) -> CocoMetrics:
     """COCOeval(gt, gt.loadRes(results), 'bbox') with params.imgIds = image_ids (all images if None).
 
     annotations: COCO instances dict, json path, or load_annotations(...) to reuse.
     results: list of {image_id, category_id, bbox, score} or json path; an empty list evaluates as no detections.
+    sources: the names of the two inputs in error messages (CocoError) when they are not paths.
     """
-    gt = load_annotations(annotations)
-    dt = load_results(results, gt)
+    gt = load_annotations(annotations, sources[0])
+    dt = load_results(results, gt, sources[1])
     evaluated = _evaluated_images(gt.image_ids, image_ids)  # (I,) bool
     n_images, n_cats = len(gt.image_ids), len(gt.category_ids)
 

@@ -63,6 +63,8 @@ from typing import Callable, Iterable, Mapping, TextIO
 
 import numpy as np
 
+from ssd_np.atomic import write_atomic
+
 DEFAULT_ATOL = 5e-4
 DEFAULT_RTOL = 1e-4
 META_PREFIX = "__meta__/"
@@ -519,8 +521,7 @@ def main_compare(ref_path, cand_path, atol: float = DEFAULT_ATOL, rtol: float = 
     print(report.format_table(), file=out)
     if json_out is not None:
         try:
-            with open(json_out, "w") as f:
-                f.write(report.to_json() + "\n")
+            write_atomic(json_out, (report.to_json() + "\n").encode())
         except OSError as e:
             print(f"ssd-np compare: error: cannot write the JSON report {json_out}: {e}", file=err)
             return 2

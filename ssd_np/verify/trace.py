@@ -22,7 +22,7 @@ import numpy as np
 
 import ssd_np
 from ssd_np.atomic import atomic_path
-from ssd_np.images import load_rgb
+from ssd_np.images import file_name_text, load_rgb
 from ssd_np.reference import model
 from ssd_np.weights.hdf5 import default_weights_path, load_weights, sha256_file
 
@@ -44,7 +44,7 @@ def write_trace(image_path: str | os.PathLike, out: str | os.PathLike,
         "producer": "ssd_np reference", "version": ssd_np.__version__,
         "weights_source": str(attrs["source"]), "weights_genuine": bool(attrs["genuine"]),
         "weights_sha256": sha256_file(weights_file),
-        "image": str(image_path), "image_sha256": hashlib.sha256(Path(image_path).read_bytes()).hexdigest(),
+        "image": file_name_text(image_path), "image_sha256": hashlib.sha256(Path(image_path).read_bytes()).hexdigest(),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import struct
 from dataclasses import dataclass
 
 import numpy as np
 
+from ssd_np.atomic import atomic_path
 from ssd_np.weights.crc32c import crc32c, mask, unmask
 
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -512,26 +512,22 @@ def write_checkpoint(prefix: str | os.PathLike, tensors: dict[str, np.ndarray]) 
 
     Names must be non-empty strings; dtypes must be in DTYPES (bool, 8-64-bit ints, float16/32/64). The
     files are written to temporary names in the same directory and renamed into place only when both are
-    complete: on any error no new file is left behind.
+    complete (`ssd_np.atomic`): on any error no new file is left behind (if renaming the index fails, the data
+    file already renamed is removed).
     """
     arrays = _little_endian_arrays(tensors)
     prefix = _prefix(prefix)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    final_data, final_index = data_path(prefix), index_path(prefix)
-    tag = secrets.token_hex(8)
-    temporaries = [f"{final_data}.tempstate{tag}", f"{final_index}.tempstate{tag}"]
-    renamed = []
-    try:
-        with open(temporaries[0], "xb") as f:
-            entries = _write_data(f, arrays)
-        items = [(b"", _encode_header())] + [(e.name.encode("utf-8"), _encode_entry(e)) for e in entries]
-        with open(temporaries[1], "xb") as f:
-            f.write(_encode_table(items))
-        for tmp, final in zip(temporaries, (final_data, final_index)):
-            os.replace(tmp, final)
-            renamed.append(final)
+    data_renamed = False
+    try:  # both files are complete before either is renamed; the index is renamed last
+        with atomic_path(index_path(prefix)) as index_tmp:
+            with atomic_path(data_path(prefix)) as data_tmp:
+                with open(data_tmp, "wb") as f:
+                    entries = _write_data(f, arrays)
+                items = [(b"", _encode_header())] + [(e.name.encode("utf-8"), _encode_entry(e)) for e in entries]
+                index_tmp.write_bytes(_encode_table(items))
+            data_renamed = True
     except BaseException:
-        for path in temporaries + renamed:
-            if os.path.exists(path):
-                os.remove(path)
+        if data_renamed:  # the index's rename failed: no index describes the new data file
+            os.remove(data_path(prefix))
         raise

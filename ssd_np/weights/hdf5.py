@@ -173,16 +173,31 @@ def default_weights_path() -> Path:
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-    """Load an ssd_np HDF5 weights file strictly. Returns (tensors by TF variable name, file attributes)."""
+    """Load an ssd_np HDF5 weights file strictly. Returns (tensors by TF variable name, file attributes).
+
+    Every problem raises one WeightsError naming the file: a missing file or a folder; a file that is not
+    HDF5; any error of the HDF5 library while opening, walking or reading it (a corrupt file: h5py raises
+    OSError, RuntimeError, KeyError, ValueError, TypeError... from deep inside); and every strictness check.
+    `attrs["genuine"]` is recomputed from the tensors' CRC32Cs and must agree with the stored attribute.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder, not a weights file; give the path of the .h5 file")
     if not path.is_file():
         raise WeightsError(f"weights file {path} not found; run `ssd-np weights fetch`, or export a checkpoint "
                            f"with `ssd-np weights export --checkpoint PREFIX --out {path}`")
     try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise WeightsError(f"{path}: not a readable HDF5 file ({e})") from None
-    with f:
+        return _read_weights(path)
+    except WeightsError:
+        raise
+    except Exception as e:  # the HDF5 library's errors on a corrupt file have no common type
+        reason = (str(e).splitlines() or [""])[0][:200] or type(e).__name__
+        raise WeightsError(f"{path}: not a readable HDF5 file: corrupt or truncated ({reason}); "
+                           f"re-download or re-export it") from None
+
+
+def _read_weights(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    with h5py.File(path, "r") as f:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
         if attrs.get("format") != FORMAT or attrs.get("model") != MODEL_NAME:
             raise WeightsError(f"{path}: not an ssd_np weights file for {MODEL_NAME} (format={attrs.get('format')!r}, "
@@ -192,21 +207,29 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
                                f"version {FORMAT_VERSION}; re-export the weights")
         datasets: dict[str, h5py.Dataset] = {}
         f.visititems(lambda name, obj: datasets.__setitem__(name, obj) if isinstance(obj, h5py.Dataset) else None)
-        tensors = {}
+        tensors, genuine = {}, True
         for name, shape in MANIFEST.shapes.items():
             if name not in datasets:
                 raise WeightsError(f"{path}: missing dataset {name!r} (expected shape {shape})")
             ds = datasets[name]
             if ds.dtype != np.float32 or ds.shape != shape:
                 raise WeightsError(f"{path}: dataset {name!r} is {ds.dtype}{ds.shape}, expected float32{shape}")
+            if "crc32c" not in ds.attrs:
+                raise WeightsError(f"{path}: dataset {name!r} has no CRC32C attribute; the file is corrupt or was "
+                                   f"not written by ssd_np, re-export it")
+            stored = int(ds.attrs["crc32c"])
             array = ds[()]
-            stored = int(ds.attrs.get("crc32c", -1))
-            if tensor_crc32c(array) != stored:
-                raise WeightsError(f"{path}: dataset {name!r} fails its CRC32C check (stored {stored:#x}); "
-                                   f"the file is corrupt, re-export it")
+            actual = tensor_crc32c(array)
+            if actual != stored:
+                raise WeightsError(f"{path}: dataset {name!r} fails its CRC32C check (stored {stored:#010x}, data "
+                                   f"gives {actual:#010x}); the file is corrupt, re-export it")
+            genuine = genuine and actual == MANIFEST.crc32c[name]
             tensors[name] = array
         extra = sorted(set(datasets) - set(MANIFEST.shapes))
         if extra:
             raise WeightsError(f"{path}: unexpected dataset {extra[0]!r} ({len(extra)} extra in all); "
                                f"expected exactly the {len(MANIFEST.shapes)} variables of {MODEL_NAME}")
+        if attrs.get("genuine") is not genuine:
+            raise WeightsError(f"{path}: the file's attribute genuine={attrs.get('genuine')!r} contradicts its tensors "
+                               f"(which are {'' if genuine else 'not '}the release's); the file is corrupt, re-export it")
     return tensors, attrs
