@@ -5,5 +5,5 @@
     explain.py   `ssd-np explain`: one image through the SSD, stage by stage, as the reference computes it
 
 Pages draw what `ssd_np.reference` computes; `ssd_np.cli` writes them (atomically). `explain` colours classes as
-`ssd-np detect --draw` does (`cli.draw.class_colour`).
+`ssd-np detect --draw` does (`draw.class_colour`).
 """
