@@ -78,8 +78,9 @@ class GroundTruth:
 
 
 @dataclass(frozen=True, eq=False)
-class Detections:
-    """The results as arrays, in the order of the results list."""
+class Results:
+    """A COCO results list as arrays, in its order (not to be confused with `detector.Detections`, one image's
+    detections)."""
 
     image: np.ndarray  # (D,) int64 index into GroundTruth.image_ids
     category: np.ndarray  # (D,) int64 index into GroundTruth.category_ids
@@ -255,8 +256,8 @@ def load_annotations(annotations, source: str = "annotations") -> GroundTruth:
     )
 
 
-def load_results(results, gt: GroundTruth, source: str = "results") -> Detections:
-    """A list of {image_id, category_id, bbox [x, y, w, h], score} (or the path of its json file) -> Detections."""
+def load_results(results, gt: GroundTruth, source: str = "results") -> Results:
+    """A list of {image_id, category_id, bbox [x, y, w, h], score} (or the path of its json file) -> Results."""
     if isinstance(results, (str, os.PathLike)):
         source = str(results)
         results = read_json(results, "results")
@@ -272,7 +273,7 @@ def load_results(results, gt: GroundTruth, source: str = "results") -> Detection
         raise CocoError(f"{source}: results reference category ids that are not in the annotations' categories: "
                         f"{unknown[:10]}")
     boxes = [r["bbox"] for r in results]
-    return Detections(
+    return Results(
         image=np.array([image_index[r["image_id"]] for r in results], dtype=np.int64),
         category=np.array([category_index[r["category_id"]] for r in results], dtype=np.int64),
         box=np.array(boxes, dtype=np.float64).reshape(-1, 4),
@@ -300,7 +301,7 @@ def evaluate(annotations, results, image_ids=None, sources=("annotations", "resu
     order = np.argsort(gt_key, kind="stable")
     gt_key, gt_box, gt_area, gt_crowd = gt_key[order], gt.box[keep][order], gt.area[keep][order], gt.crowd[keep][order]
 
-    # Detections likewise, score descending within a group (stable), the top MAX_DETS[-1] of each group.
+    # Results likewise, score descending within a group (stable), the top MAX_DETS[-1] of each group.
     keep = evaluated[dt.image]
     dt_key, dt_score = dt.category[keep] * n_images + dt.image[keep], dt.score[keep]  # (D,)
     by_score = np.argsort(-dt_score, kind="stable")
