@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import math
 import os
 import sys
@@ -37,7 +38,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ContextManager, TextIO
+from typing import Callable, ContextManager, TextIO
 
 import numba
 import numpy as np
@@ -148,10 +149,12 @@ def prepare_folder(folder: Path, option: str) -> None:
 
 
 def process(detector: Detector, job: Job, index: int, path: str,
-            inference: ContextManager = contextlib.nullcontext()) -> Outcome:
+            inference: ContextManager = contextlib.nullcontext(),
+            write: Callable[[Path, bytes], None] = write_atomic) -> Outcome:
     """Detect on one image and write its outputs; any problem with this image becomes `Outcome.error`.
 
-    `inference` is entered around the model run (a lock where the model must not run in two threads at once).
+    `inference` is entered around the model run (a lock where the model must not run in two threads at once);
+    `write(path, data)` writes each output file (a Dask worker collects them for the client to write instead).
     """
     outcome = Outcome(index, path)
     try:
@@ -165,23 +168,28 @@ def process(detector: Detector, job: Job, index: int, path: str,
         if job.json_dir is not None and job.format == "coco":
             outcome.coco = coco_rows(coco_image_id(path), found)
         elif job.json_dir is not None:
-            write_atomic(job.json_dir / f"{stem}.json", json_bytes({"image": path, **json_record(found, job.format)}))
+            write(job.json_dir / f"{stem}.json", json_bytes({"image": path, **json_record(found, job.format)}))
         if job.draw_dir is not None:
             from ssd_np.cli.draw import draw_detections
 
             png = io.BytesIO()
             draw_detections(rgb, found.pixel_boxes, found.class_ids, found.scores).save(png, format="PNG",
                                                                                          compress_level=1)
-            write_atomic(job.draw_dir / f"{stem}.png", png.getvalue())
+            write(job.draw_dir / f"{stem}.png", png.getvalue())
         if job.json_dir is None and job.draw_dir is None:
             outcome.text = text_lines(path, found)
     except ImageError as e:
         outcome.error = str(e)
     except OSError as e:
-        outcome.error = f"{path}: cannot write its output ({e.filename}: {e.strerror or e})"
+        outcome.error = output_error(path, e)
     except ValueError as e:
         outcome.error = f"{path}: {e}"
     return outcome
+
+
+def output_error(path: str, e: OSError) -> str:
+    """The message of an image whose output file could not be written."""
+    return f"{path}: cannot write its output ({e.filename}: {e.strerror or e})"
 
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -252,7 +260,8 @@ class Progress:
 # ---------------------------------------------------------------------------------------------- parallel work
 
 
-def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, progress: Progress) -> list[Outcome]:
+def _run_threads(detector: Detector, job: Job, todo: list[tuple[int, str]], jobs: int,
+                 progress: Progress) -> list[Outcome]:
     """`jobs` threads sharing one Detector; measured faster than processes on this project's 2-core machine.
 
     numba's kernels run without the GIL, so the threads' images are processed at the same time. Each thread's
@@ -266,9 +275,9 @@ def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, pro
     inference = threading.Lock() if numba.threading_layer() == "workqueue" else contextlib.nullcontext()
     share = max(1, numba.config.NUMBA_NUM_THREADS // jobs)
     outcomes = []
-    with ThreadPoolExecutor(max_workers=min(jobs, len(images)), initializer=numba.set_num_threads,
+    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)), initializer=numba.set_num_threads,
                             initargs=(share,)) as pool:
-        futures = [pool.submit(process, detector, job, index, path, inference) for index, path in enumerate(images)]
+        futures = [pool.submit(process, detector, job, index, path, inference) for index, path in todo]
         try:
             for future in as_completed(futures):
                 outcomes.append(future.result())
@@ -277,6 +286,50 @@ def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, pro
             pool.shutdown(wait=True, cancel_futures=True)
             raise
     return outcomes
+
+
+# ---------------------------------------------------------------------------------------------- --resume
+
+
+def pending(images: list[str], job: Job) -> tuple[list[tuple[int, str]], dict[int, list[dict]]]:
+    """`--resume`: (index, path) of the images still to process, and the COCO rows of the others by index.
+
+    An image is done when every output this run would write for it exists: `DIR/<stem>.json` (`--format tf`,
+    `openvino`), `DIR/<stem>.png` (`--draw`), and for `--format coco` a row with its image_id in the existing
+    `DIR/results.json` (an image without detections has no row, so it is detected again; rows of images not in
+    this run are dropped, as a full run would not write them). Outputs are only ever replaced whole, so an
+    existing file is complete. The run is assumed to use the weights and options that wrote them.
+    """
+    if job.json_dir is None and job.draw_dir is None:
+        raise CliError("--resume skips images whose output files exist: give --json-dir or --draw")
+    coco = job.json_dir is not None and job.format == "coco"
+    written = _coco_results(job.json_dir / COCO_RESULTS) if coco else {}
+    todo, kept = [], {}
+    for index, path in enumerate(images):
+        stem = Path(path).stem
+        rows = written.get(coco_image_id(path), []) if coco else []
+        done = (bool(rows) if coco else job.json_dir is None or (job.json_dir / f"{stem}.json").is_file()) \
+            and (job.draw_dir is None or (job.draw_dir / f"{stem}.png").is_file())
+        if done:
+            kept[index] = rows
+        else:
+            todo.append((index, path))
+    return todo, kept
+
+
+def _coco_results(path: Path) -> dict[int, list[dict]]:
+    """The rows of an existing COCO results file by image_id ({} when there is none)."""
+    if not path.exists():
+        return {}
+    try:
+        rows = json.loads(path.read_bytes())
+        by_id: dict[int, list[dict]] = {}
+        for row in rows:
+            by_id.setdefault(int(row["image_id"]), []).append(row)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise CliError(f"{path}: not a COCO results file to resume from ({e}); remove it or run without --resume") \
+            from None
+    return by_id
 
 
 # ---------------------------------------------------------------------------------------------- the command
@@ -289,6 +342,13 @@ def run(args: argparse.Namespace) -> int:
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     if args.jobs is not None and args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs is not None and args.scheduler is not None:
+        raise CliError("--jobs and --scheduler do not go together: with --scheduler, each Dask worker process "
+                       "runs one image at a time; choose the number of workers instead")
+    if args.scheduler is not None:
+        from ssd_np.cli.distributed import check
+
+        check(args.scheduler)
     if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
         raise CliError(f"--min-score must be between 0 and 1, got {args.min_score}")
     job = Job(args.format, Path(args.json_dir) if args.json_dir else None,
@@ -307,19 +367,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssd-np: warning: {weights} holds weights that are not the genuine release's ({detector.source})",
               file=sys.stderr)
 
+    todo, kept = pending(images, job) if args.resume else (list(enumerate(images)), {})
+    if args.resume:
+        print(f"ssd-np: --resume: {len(kept)} of {len(images)} images already have their outputs, skipped",
+              file=sys.stderr)
+
     # By default one image per core (numba's threads): 1.75-1.91x the one-core rate on 2 cores, where one image at
     # a time on both cores gives 1.36-1.45x (tools/bench.py); a single image gets every core.
-    jobs = args.jobs if args.jobs is not None else max(1, min(numba.config.NUMBA_NUM_THREADS, len(images)))
+    jobs = args.jobs if args.jobs is not None else max(1, min(numba.config.NUMBA_NUM_THREADS, len(todo)))
     loaded = time.monotonic()
-    progress = Progress(len(images), sys.stderr, sys.stdout)
+    progress = Progress(len(todo), sys.stderr, sys.stdout)
     outcomes: list[Outcome] = []
     try:
-        if jobs == 1:
-            for index, path in enumerate(images):
+        if args.scheduler is not None:
+            from ssd_np.cli.distributed import detect_on_cluster
+
+            outcomes = detect_on_cluster(args.scheduler, weights, job, todo, progress)
+        elif jobs == 1 or len(todo) <= 1:
+            for index, path in todo:
                 outcomes.append(process(detector, job, index, path))
                 progress.advance(outcomes[-1])
         else:
-            outcomes = _run_threads(detector, job, images, jobs, progress)
+            outcomes = _run_threads(detector, job, todo, jobs, progress)
     finally:
         progress.close()
     outcomes.sort(key=lambda o: o.index)
@@ -327,10 +396,11 @@ def run(args: argparse.Namespace) -> int:
     detections = sum(o.detections for o in outcomes if o.error is None)
     failed = sum(o.error is not None for o in outcomes)
     if job.json_dir is not None and job.format == "coco":
-        rows = [row for o in outcomes for row in o.coco]
+        by_index = {**kept, **{o.index: o.coco for o in outcomes}}
+        rows = [row for index in sorted(by_index) for row in by_index[index]]
         write_atomic(job.json_dir / COCO_RESULTS, json_bytes(rows))
     end = time.monotonic()
-    print(f"ssd-np: {len(images)} image{'s' if len(images) != 1 else ''}, {failed} failed, {detections} detections, "
-          f"{len(images) / (end - loaded):.2f} images/s, {end - start:.1f} s elapsed "
+    print(f"ssd-np: {len(todo)} image{'s' if len(todo) != 1 else ''}, {failed} failed, {detections} detections, "
+          f"{len(todo) / (end - loaded):.2f} images/s, {end - start:.1f} s elapsed "
           f"({loaded - start:.1f} s loading the weights)", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

@@ -59,6 +59,19 @@ def detect_coco(detector: Detector, images: list[tuple[int, Path]], done: dict[i
     return results
 
 
+def _detect_coco_on_cluster(scheduler: str, weights: Path | None, images: list[tuple[int, Path]],
+                            done: dict[int, list], err: TextIO) -> dict[int, list]:
+    """`detect_coco` on a Dask cluster (`--scheduler`, `cli/distributed.py`); failed images (each reported on
+    its own line) stop the evaluation, as the first one does in a serial run."""
+    from ssd_np.cli.distributed import detect_coco_on_cluster
+    from ssd_np.weights.hdf5 import default_weights_path
+
+    results, failed = detect_coco_on_cluster(scheduler, weights or default_weights_path(), images, done, err)
+    if failed:
+        raise EvalError(f"{len(failed)} of {len(images)} images could not be detected (listed above)")
+    return results
+
+
 def _load_json(path: Path, what: str):
     try:
         return json.loads(Path(path).read_text())
@@ -68,9 +81,13 @@ def _load_json(path: Path, what: str):
 
 def run_eval(annotations: Path, images: Path | None = None, results: Path | None = None,
              max_images: int | None = None, weights: Path | None = None, json_out: Path | None = None,
-             per_class: bool = False, resume: bool = False, out: TextIO = sys.stdout,
+             per_class: bool = False, resume: bool = False, scheduler: str | None = None, out: TextIO = sys.stdout,
              err: TextIO = sys.stderr) -> int:
     """Detect (if `images`) and evaluate; print the 12 COCO metrics. Returns the exit status."""
+    if scheduler is not None:
+        from ssd_np.cli.distributed import check
+
+        check(scheduler)
     gt_json = _load_json(annotations, "annotations")
     try:
         gt = coco_eval.load_annotations(gt_json)
@@ -90,7 +107,10 @@ def run_eval(annotations: Path, images: Path | None = None, results: Path | None
         if resume and results is not None and Path(results).is_file():
             for row in _load_json(results, "results file"):
                 done.setdefault(row["image_id"], []).append(row)
-        by_image = detect_coco(detector, found, done, err)
+        if scheduler is None:
+            by_image = detect_coco(detector, found, done, err)
+        else:
+            by_image = _detect_coco_on_cluster(scheduler, weights, found, done, err)
         image_ids = [i for i, _ in found]
         rows = [row for i in image_ids for row in by_image.get(i, [])]
         if results is not None:
