@@ -20,7 +20,9 @@ already drops scores <= 0.3). Without `--json-dir` and `--draw` the detections a
 Output files are written atomically (a temporary file in the same folder, then `os.replace`). Each image's
 problem is reported on one stderr line and the batch goes on. `--jobs N` runs N threads over the images
 (sharing one Detector; by default one per core, each image on one core, and a single image on all of them);
-their results are identical to a serial run.
+their results are identical to a serial run. `--scheduler` runs the images on a Dask cluster instead
+(`cli/distributed.py`), with the same files byte for byte. `--resume` skips the images whose outputs exist
+(`pending`).
 """
 from __future__ import annotations
 
@@ -307,10 +309,10 @@ def pending(images: list[str], job: Job) -> tuple[list[tuple[int, str]], dict[in
     todo, kept = [], {}
     for index, path in enumerate(images):
         stem = Path(path).stem
+        files = [folder / f"{stem}{suffix}" for folder, suffix in ((None if coco else job.json_dir, ".json"),
+                                                                   (job.draw_dir, ".png")) if folder is not None]
         rows = written.get(coco_image_id(path), []) if coco else []
-        done = (bool(rows) if coco else job.json_dir is None or (job.json_dir / f"{stem}.json").is_file()) \
-            and (job.draw_dir is None or (job.draw_dir / f"{stem}.png").is_file())
-        if done:
+        if all(file.is_file() for file in files) and (rows or not coco):
             kept[index] = rows
         else:
             todo.append((index, path))

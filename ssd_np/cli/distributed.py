@@ -17,7 +17,8 @@ Workers only read (images, weights); outputs land on the client's disk; `--resum
 
 Same bytes whatever the number of workers and the task order: each image is computed alone by deterministic
 kernels (their results do not depend on numba's thread count; workers started here run one numba thread each,
-one image per core) and serialized by the same code. Paths are used as the client sees them (relative ones from
+one image per core, and without Dask's MALLOC_TRIM_THRESHOLD_, see `MALLOC_VARIABLE`) and serialized by the
+same code. Paths are used as the client sees them (relative ones from
 the client's working folder), so every worker must see the images and the weights at the same paths.
 """
 from __future__ import annotations
@@ -40,9 +41,13 @@ from ssd_np.cli.outputs import coco_rows
 from ssd_np.detector import Detector
 from ssd_np.images import ImageError, load_rgb
 
-CONNECT_TIMEOUT = 10  # seconds to reach a scheduler
 WORKERS_TIMEOUT = 60  # seconds to wait for a first worker to join it
 MAX_CHUNK = 16  # images per task at most: a lost worker costs at most this many images' work
+# Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's adaptive mmap threshold:
+# every large array of the model is then mapped and zero-filled afresh, 1.5x the CPU time per image (0.052-0.054 s
+# instead of 0.034-0.036 s, one numba thread, this machine). Workers started here keep glibc's default.
+MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+MALLOC_DEFAULT = {f"distributed.nanny.pre-spawn-environ.{MALLOC_VARIABLE}": None}  # None: not set
 
 
 class WorkerSetupError(Exception):
@@ -78,11 +83,18 @@ def _distributed():
 
 
 def local_cluster(workers: int):
-    """A `LocalCluster` of `workers` processes on the loopback interface, one task and one numba thread each,
-    no dashboard, Dask's log lines below ERROR silenced (each failed image is reported by the run itself)."""
-    return _distributed().LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1",
-                                       dashboard_address=None, silence_logs=logging.ERROR,
-                                       env={"NUMBA_NUM_THREADS": "1"})
+    """A `LocalCluster` of `workers` processes, one task and one numba thread each, glibc's default memory
+    allocation (`MALLOC_VARIABLE`), every socket on the loopback interface (the scheduler's HTTP endpoints on a free port: no
+    dashboard, no clash over port 8787), Dask's log lines below ERROR silenced (each failed image is reported by
+    the run itself)."""
+    distributed = _distributed()
+    import dask
+
+    with dask.config.set(MALLOC_DEFAULT):  # read by each nanny when it starts
+        return distributed.LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1",
+                                        dashboard_address=None, silence_logs=logging.ERROR,
+                                        scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                                        env={"NUMBA_NUM_THREADS": "1"})
 
 
 def local_workers(scheduler: str) -> int | None:
@@ -114,7 +126,7 @@ def connect(scheduler: str) -> Iterator:
             yield client
         return
     try:
-        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+        client = distributed.Client(scheduler)  # waits `distributed.comm.timeouts.connect` (Dask's default 30 s)
     except (OSError, TimeoutError, ValueError) as e:
         raise CliError(f"--scheduler {scheduler}: no Dask scheduler answers there ({e}); start one with "
                        f"`dask scheduler`, or use --scheduler local:N") from None
@@ -127,9 +139,9 @@ def connect(scheduler: str) -> Iterator:
         yield client
 
 
-def chunk_size(images: int, workers: int) -> int:
-    """Images per task: about 8 tasks per worker (so the workers finish together), at most MAX_CHUNK."""
-    return max(1, min(MAX_CHUNK, math.ceil(images / (8 * max(1, workers)))))
+def chunk_size(images: int, slots: int) -> int:
+    """Images per task: about 8 tasks per worker thread (so they finish together), at most MAX_CHUNK."""
+    return max(1, min(MAX_CHUNK, math.ceil(images / (8 * max(1, slots)))))
 
 
 # ---------------------------------------------------------------------------------------------- on a worker
@@ -204,9 +216,10 @@ def run_tasks(client, weights_path: str | os.PathLike, task: Callable, args: tup
     """Run `task` on every item (`(index, path, ...)`) on the cluster, write the returned files atomically as
     they arrive, and return the outcomes (in completion order)."""
     distributed = _distributed()
+    _warn_malloc(client, progress.err)
     weights = Weights(os.path.abspath(weights_path), _sha256(weights_path))
     folder = os.getcwd() if any(not os.path.isabs(item[1]) for item in items) else None
-    size = chunk_size(len(items), len(client.scheduler_info()["workers"]))
+    size = chunk_size(len(items), sum(client.nthreads().values()))
     chunks = {client.submit(_run_chunk, weights, folder, task, args, items[i:i + size], pure=False):
               items[i:i + size] for i in range(0, len(items), size)}
     outcomes = []
@@ -215,9 +228,9 @@ def run_tasks(client, weights_path: str | os.PathLike, task: Callable, args: tup
             try:
                 results = future.result()
             except distributed.KilledWorker as e:
-                results = [(Outcome(item[0], item[1], error=f"{item[1]}: not processed: the Dask workers running "
-                                                            f"it died ({e}); run again with --resume"), {})
-                           for item in chunks[future]]
+                results = [(Outcome(item[0], item[1], error=f"{item[1]}: not processed: {e.allowed_failures + 1} "
+                                                            f"Dask workers died running it; run again with --resume"),
+                            {}) for item in chunks[future]]
             except WorkerSetupError as e:
                 raise CliError(str(e)) from None
             del chunks[future]
@@ -232,6 +245,19 @@ def run_tasks(client, weights_path: str | os.PathLike, task: Callable, args: tup
     finally:
         client.cancel(list(chunks))  # Ctrl-C or a setup error: drop the tasks not finished
     return outcomes
+
+
+def _malloc_set() -> bool:
+    return MALLOC_VARIABLE in os.environ
+
+
+def _warn_malloc(client, err: TextIO) -> None:
+    """One warning line when workers run with Dask's MALLOC_TRIM_THRESHOLD_ (see `MALLOC_VARIABLE`)."""
+    slowed = sum(client.run(_malloc_set).values())
+    if slowed:
+        err.write(f"ssd-np: warning: {slowed} Dask workers run with {MALLOC_VARIABLE} set (Dask's default), which "
+                  f"costs the model 1.5x the CPU time; set distributed.nanny.pre-spawn-environ.{MALLOC_VARIABLE} to null "
+                  f"in their Dask configuration\n")
 
 
 def detect_on_cluster(scheduler: str, weights: str | os.PathLike, job: Job, todo: list[tuple[int, str]],
