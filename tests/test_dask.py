@@ -55,8 +55,9 @@ def detect_runs(out, images, weights_file, *extra):
 
 @pytest.fixture(scope="module")
 def serial(tmp_path_factory, images, weights_file):
+    """The serial run: one image at a time on all of numba's threads (the workers run one thread each)."""
     out = tmp_path_factory.mktemp("serial")
-    return out, detect_runs(out, images, weights_file)
+    return out, detect_runs(out, images, weights_file, "--jobs", "1")
 
 
 def written(folder) -> list[str]:

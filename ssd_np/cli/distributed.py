@@ -18,8 +18,8 @@ Workers only read (images, weights); outputs land on the client's disk; `--resum
 Same bytes whatever the number of workers and the task order: each image is computed alone by deterministic
 kernels (their results do not depend on numba's thread count; workers started here run one numba thread each,
 one image per core, and without Dask's MALLOC_TRIM_THRESHOLD_, see `MALLOC_VARIABLE`) and serialized by the
-same code. Paths are used as the client sees them (relative ones from
-the client's working folder), so every worker must see the images and the weights at the same paths.
+same code. Paths are used as the client sees them (relative ones from the client's working folder), so every
+worker must see the images and the weights at the same paths.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ from ssd_np.cli.outputs import coco_rows
 from ssd_np.detector import Detector
 from ssd_np.images import ImageError, load_rgb
 
-WORKERS_TIMEOUT = 60  # seconds to wait for a first worker to join it
+WORKERS_TIMEOUT = 60  # seconds to wait for a first worker to join the scheduler
 MAX_CHUNK = 16  # images per task at most: a lost worker costs at most this many images' work
 # Dask's nannies start workers with MALLOC_TRIM_THRESHOLD_=65536, which turns off glibc's adaptive mmap threshold:
 # every large array of the model is then mapped and zero-filled afresh, 1.5x the CPU time per image (0.052-0.054 s
