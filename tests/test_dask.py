@@ -216,3 +216,19 @@ def test_missing_extra(tmp_path, monkeypatch, capsys, weights_file):
         assert capsys.readouterr().err == ("ssd-np: error: --scheduler needs Dask: install ssd_np[dask] "
                                            "(pip install 'ssd_np[dask]')\n")
     assert not any(tmp_path.iterdir())
+
+
+def test_workers_check_the_weights_file(tmp_path, weights_file):
+    """A worker refuses weights it cannot read, or that differ from the client's (sha256), in one line."""
+    pytest.importorskip("distributed")
+    from ssd_np.cli.distributed import Weights, WorkerSetupError, _sha256, _worker_detector
+
+    with pytest.raises(WorkerSetupError, match=r"^worker \(no worker\) cannot read the weights .*absent\.h5 \(No such "
+                                                r"file or directory\); every worker must read the weights file at "
+                                                r"this path$"):
+        _worker_detector(Weights(str(tmp_path / "absent.h5"), "0" * 64))
+    with pytest.raises(WorkerSetupError, match=r"is not the client's weights file \(another sha256\); put the same "
+                                                r"file at this path on every worker$"):
+        _worker_detector(Weights(str(weights_file), "0" * 64))
+    weights = Weights(str(weights_file), _sha256(weights_file))
+    assert _worker_detector(weights) is _worker_detector(weights)  # loaded once, kept
