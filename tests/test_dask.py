@@ -18,7 +18,7 @@ from conftest import DATA
 from ssd_np.cli.errors import CliError
 from ssd_np.cli.main import main
 from ssd_np.cli.outputs import json_bytes
-from test_detect_cli import cli, files, stderr_lines, weights, weights_file  # noqa: F401 (fixtures)
+from test_detect_cli import SUMMARY, cli, files, in_a_terminal, stderr_lines, weights, weights_file  # noqa: F401
 
 IMAGES = DATA / "images"
 COCO_NAMED = ["000000000802.jpg", "000000037777.jpg", "000000117645.jpg", "000000122745.jpg"]
@@ -175,6 +175,18 @@ def test_resume_serial_counts(tmp_path, serial, images, weights_file):
                                       f"outputs, skipped"
     assert stderr_lines(result)[-1].startswith("ssd-np: 2 images, 1 failed, ")
     assert_same_files(serial[0] / "json", out)
+
+
+def test_text_and_progress_bar_in_a_terminal(cluster, images, weights_file):
+    """Without output folders, the detections printed on stdout are the serial run's, in input order; the
+    progress bar advances as the tasks finish."""
+    serial_run = cli("detect", images, *OTHERS, "--weights", weights_file)
+    status, stdout, stderr = in_a_terminal("detect", images, *OTHERS, "--weights", weights_file,
+                                           "--scheduler", cluster[0])
+    assert status == serial_run.returncode == 1 and stdout == serial_run.stdout and stdout.count(": ") >= 5
+    total = len(COCO_NAMED) + len(OTHERS) + 1
+    assert "\x1b[K" in stderr and all(f"{done}/{total} [" in stderr for done in range(1, total + 1))
+    assert SUMMARY.match(stderr.split("\r\x1b[K")[-1].strip().splitlines()[-1])
 
 
 def test_eval_on_the_cluster(tmp_path, cluster, weights_file):
