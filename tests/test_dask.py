@@ -134,8 +134,8 @@ def test_a_worker_killed_mid_run(tmp_path, cluster, serial, images, weights_file
         assert errors == serial[1][0]
     else:
         # the task running and any queued on the lost worker
-        lost = [line for line in errors if line.endswith(": not processed: 1 Dask workers died running it; run again "
-                                                         "with --resume")]
+        lost = [line for line in errors if line.endswith(": not processed: the Dask workers running it died (1 "
+                                                         "times); run again with --resume")]
         stems = {Path(line.removeprefix("ssd-np: error: ").split(": ")[0]).stem for line in lost}
         assert lost and sorted(errors) == sorted(lost + [line for line in serial[1][0]
                                                          if not any(stem in line for stem in stems)])

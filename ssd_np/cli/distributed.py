@@ -228,8 +228,9 @@ def run_tasks(client, weights_path: str | os.PathLike, task: Callable, args: tup
             try:
                 results = future.result()
             except distributed.KilledWorker as e:
-                results = [(Outcome(item[0], item[1], error=f"{item[1]}: not processed: {e.allowed_failures + 1} "
-                                                            f"Dask workers died running it; run again with --resume"),
+                results = [(Outcome(item[0], item[1], error=f"{item[1]}: not processed: the Dask workers running "
+                                                            f"it died ({e.allowed_failures + 1} times); run again "
+                                                            f"with --resume"),
                             {}) for item in chunks[future]]
             except WorkerSetupError as e:
                 raise CliError(str(e)) from None
