@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from conftest import DATA, ROOT
-from ssd_np.cli.detect import progress_line
+from ssd_np.cli.batch import progress_line
 from ssd_np.cli.outputs import coco_image_id
 from ssd_np.detector import Detector
 from ssd_np.images import load_rgb
@@ -202,10 +202,10 @@ def test_coco_image_ids():
 # ---------------------------------------------------------------------------------------------- text and progress
 
 
-def test_text_output_and_progress_bar_in_a_terminal(weights_file):
+def in_a_terminal(*args) -> tuple[int, str, str]:
+    """Run the CLI with stderr on a pseudo-terminal: (exit status, stdout, stderr)."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "ssd_np.cli", "detect", str(COCO_A), str(GRAY),
-                                "--weights", str(weights_file), "--min-score", "0.45"],
+    process = subprocess.Popen([sys.executable, "-m", "ssd_np.cli", *map(str, args)],
                                stdout=subprocess.PIPE, stderr=follower, text=True, cwd=ROOT)
     os.close(follower)
     stderr = b""
@@ -218,9 +218,14 @@ def test_text_output_and_progress_bar_in_a_terminal(weights_file):
             break
         stderr += block
     stdout = process.stdout.read()
-    assert process.wait(timeout=300) == 0
+    status = process.wait(timeout=300)
     os.close(leader)
-    stderr = stderr.decode()
+    return status, stdout, stderr.decode()
+
+
+def test_text_output_and_progress_bar_in_a_terminal(weights_file):
+    status, stdout, stderr = in_a_terminal("detect", COCO_A, GRAY, "--weights", weights_file, "--min-score", "0.45")
+    assert status == 0
     assert "\r" in stderr and re.search(r"1/2 \[#+-+\]  50%", stderr) and "\x1b[K" in stderr
     assert SUMMARY.match(stderr.split("\r\x1b[K")[-1].strip())  # the bar is erased before the summary
     blocks = stdout.split(f"{GRAY}:")

@@ -20,58 +20,35 @@ already drops scores <= 0.3). Without `--json-dir` and `--draw` the detections a
 Output files are written atomically (a temporary file in the same folder, then `os.replace`). Each image's
 problem is reported on one stderr line and the batch goes on. `--jobs N` runs N threads over the images
 (sharing one Detector; by default one per core, each image on one core, and a single image on all of them);
-their results are identical to a serial run.
+their results are identical to a serial run. `--scheduler` runs the images on a Dask cluster instead
+(`cli/distributed.py`), with the same files byte for byte. `--resume` skips the images whose outputs exist
+(`pending`).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import io
-import math
+import json
 import os
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ContextManager, TextIO
 
 import numba
 import numpy as np
 
 from ssd_np.atomic import write_atomic
-from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, CliError, not_written, os_error_text
-from ssd_np.cli.outputs import at_least, coco_image_id, coco_rows, json_bytes, json_record, text_lines
+from ssd_np.cli.batch import Job, Outcome, Progress, process
+from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, CliError, not_written
+from ssd_np.cli.outputs import coco_image_id, json_bytes
 from ssd_np.detector import Detector
-from ssd_np.images import ImageError, file_name_text, load_rgb
 from ssd_np.weights.hdf5 import default_weights_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 COCO_RESULTS = "results.json"
-
-
-@dataclass(frozen=True)
-class Job:
-    """What every image of a run needs besides the detector."""
-
-    format: str
-    json_dir: Path | None
-    draw_dir: Path | None
-    min_score: float | None
-
-
-@dataclass
-class Outcome:
-    """One image's result: an error message, or its detection count (and COCO rows for the coco format)."""
-
-    index: int
-    path: str
-    error: str | None = None
-    detections: int = 0
-    coco: list[dict] = field(default_factory=list)
-    text: str = ""
 
 
 # ---------------------------------------------------------------------------------------------- inputs, outputs
@@ -142,115 +119,11 @@ def prepare_folder(folder: Path, option: str) -> None:
             from None
 
 
-# ---------------------------------------------------------------------------------------------- one image
-
-
-def process(detector: Detector, job: Job, index: int, path: str,
-            inference: ContextManager = contextlib.nullcontext()) -> Outcome:
-    """Detect on one image and write its outputs; any problem with this image becomes `Outcome.error`.
-
-    `inference` is entered around the model run (a lock where the model must not run in two threads at once).
-    """
-    outcome = Outcome(index, path)
-    try:
-        rgb = load_rgb(path)
-        with inference:
-            found = detector(rgb, "openvino" if job.format == "openvino" else "tf")
-        if job.min_score is not None:
-            found = at_least(found, job.min_score)
-        outcome.detections = len(found)
-        stem = Path(path).stem
-        if job.json_dir is not None and job.format == "coco":
-            outcome.coco = coco_rows(coco_image_id(path), found)
-        elif job.json_dir is not None:
-            write_atomic(job.json_dir / f"{stem}.json", json_bytes({"image": file_name_text(path), **json_record(found, job.format)}))
-        if job.draw_dir is not None:
-            from ssd_np.draw import draw_detections
-
-            png = io.BytesIO()
-            draw_detections(rgb, found.pixel_boxes, found.class_ids, found.scores).save(png, format="PNG",
-                                                                                         compress_level=1)
-            write_atomic(job.draw_dir / f"{stem}.png", png.getvalue())
-        if job.json_dir is None and job.draw_dir is None:
-            outcome.text = text_lines(path, found)
-    except ImageError as e:
-        outcome.error = str(e)
-    except OSError as e:
-        outcome.error = f"{path}: cannot write its output ({os_error_text(e)})"
-    except ValueError as e:
-        outcome.error = f"{path}: {e}"
-    return outcome
-
-
-# ---------------------------------------------------------------------------------------------- progress
-
-
-def progress_line(done: int, total: int, failed: int, elapsed: float, width: int) -> str:
-    """`  37/177 [#####-----]  21%  1 failed  2.1 images/s  ETA 1m07s`, at most `width` characters."""
-    rate = done / elapsed if elapsed > 0 else 0.0
-    eta = f"ETA {_duration((total - done) / rate)}" if rate > 0 and done < total else ""
-    tail = f" {100 * done // total:3d}%" + (f"  {failed} failed" if failed else "") + \
-           (f"  {rate:.1f} images/s  {eta}" if done else "")
-    head = f"{done:>{len(str(total))}}/{total} "
-    bar = max(0, min(40, width - len(head) - len(tail) - 3))
-    filled = bar * done // total
-    line = head + (f"[{'#' * filled}{'-' * (bar - filled)}]" if bar >= 5 else "") + tail
-    return line.rstrip()[: max(0, width - 1)]
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(math.ceil(seconds))
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
-class Progress:
-    """The progress bar on stderr (only when stderr is a terminal) and the lines printed around it."""
-
-    def __init__(self, total: int, err: TextIO, out: TextIO):
-        self.total, self.err, self.out = total, err, out
-        self.live = err.isatty()
-        self.start = time.monotonic()
-        self.done = self.failed = 0
-        self.texts: dict[int, str] = {}  # stdout text waiting for the images before it
-        self.next_text = 0
-
-    def _clear(self) -> None:
-        if self.live:
-            self.err.write("\r\033[K")
-
-    def _draw(self) -> None:
-        if self.live:
-            try:
-                width = os.get_terminal_size(self.err.fileno()).columns or 80  # a new terminal may say 0
-            except (OSError, ValueError):
-                width = 80
-            self.err.write(progress_line(self.done, self.total, self.failed, time.monotonic() - self.start, width))
-            self.err.flush()
-
-    def advance(self, outcome: Outcome) -> None:
-        self._clear()
-        self.done += 1
-        if outcome.error:
-            self.failed += 1
-            self.err.write(f"ssd-np: error: {outcome.error}\n")
-        self.texts[outcome.index] = outcome.text
-        if self.next_text in self.texts:
-            self.err.flush()
-            while self.next_text in self.texts:
-                self.out.write(self.texts.pop(self.next_text))
-                self.next_text += 1
-            self.out.flush()
-        self._draw()
-
-    def close(self) -> None:
-        self._clear()
-        self.err.flush()
-
-
 # ---------------------------------------------------------------------------------------------- parallel work
 
 
-def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, progress: Progress) -> list[Outcome]:
+def _run_threads(detector: Detector, job: Job, todo: list[tuple[int, str]], jobs: int,
+                 progress: Progress) -> list[Outcome]:
     """`jobs` threads sharing one Detector; measured faster than processes on this project's 2-core machine.
 
     numba's kernels run without the GIL, so the threads' images are processed at the same time. Each thread's
@@ -264,9 +137,9 @@ def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, pro
     inference = threading.Lock() if numba.threading_layer() == "workqueue" else contextlib.nullcontext()
     share = max(1, numba.config.NUMBA_NUM_THREADS // jobs)
     outcomes = []
-    with ThreadPoolExecutor(max_workers=min(jobs, len(images)), initializer=numba.set_num_threads,
+    with ThreadPoolExecutor(max_workers=min(jobs, len(todo)), initializer=numba.set_num_threads,
                             initargs=(share,)) as pool:
-        futures = [pool.submit(process, detector, job, index, path, inference) for index, path in enumerate(images)]
+        futures = [pool.submit(process, detector, job, index, path, inference) for index, path in todo]
         try:
             for future in as_completed(futures):
                 outcomes.append(future.result())
@@ -277,6 +150,50 @@ def _run_threads(detector: Detector, job: Job, images: list[str], jobs: int, pro
     return outcomes
 
 
+# ---------------------------------------------------------------------------------------------- --resume
+
+
+def pending(images: list[str], job: Job) -> tuple[list[tuple[int, str]], dict[int, list[dict]]]:
+    """`--resume`: (index, path) of the images still to process, and the COCO rows of the others by index.
+
+    An image is done when every output this run would write for it exists: `DIR/<stem>.json` (`--format tf`,
+    `openvino`), `DIR/<stem>.png` (`--draw`), and for `--format coco` a row with its image_id in the existing
+    `DIR/results.json` (an image without detections has no row, so it is detected again; rows of images not in
+    this run are dropped, as a full run would not write them). Outputs are only ever replaced whole, so an
+    existing file is complete. The run is assumed to use the weights and options that wrote them.
+    """
+    if job.json_dir is None and job.draw_dir is None:
+        raise CliError("--resume skips images whose output files exist: give --json-dir or --draw")
+    coco = job.json_dir is not None and job.format == "coco"
+    written = _coco_results(job.json_dir / COCO_RESULTS) if coco else {}
+    todo, kept = [], {}
+    for index, path in enumerate(images):
+        stem = Path(path).stem
+        files = [folder / f"{stem}{suffix}" for folder, suffix in ((None if coco else job.json_dir, ".json"),
+                                                                   (job.draw_dir, ".png")) if folder is not None]
+        rows = written.get(coco_image_id(path), []) if coco else []
+        if all(file.is_file() for file in files) and (rows or not coco):
+            kept[index] = rows
+        else:
+            todo.append((index, path))
+    return todo, kept
+
+
+def _coco_results(path: Path) -> dict[int, list[dict]]:
+    """The rows of an existing COCO results file by image_id ({} when there is none)."""
+    if not path.exists():
+        return {}
+    try:
+        rows = json.loads(path.read_bytes())
+        by_id: dict[int, list[dict]] = {}
+        for row in rows:
+            by_id.setdefault(int(row["image_id"]), []).append(row)
+    except (OSError, ValueError, TypeError, KeyError) as e:
+        raise CliError(f"{path}: not a COCO results file to resume from ({e}); remove it or run without --resume") \
+            from None
+    return by_id
+
+
 # ---------------------------------------------------------------------------------------------- the command
 
 
@@ -285,6 +202,13 @@ def run(args: argparse.Namespace) -> int:
     start = time.monotonic()
     if args.jobs is not None and args.jobs < 1:
         raise CliError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs is not None and args.scheduler is not None:
+        raise CliError("--jobs and --scheduler do not go together: with --scheduler, each Dask worker process "
+                       "runs one image at a time; choose the number of workers instead")
+    if args.scheduler is not None:
+        from ssd_np.cli.distributed import check
+
+        check(args.scheduler)
     if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
         raise CliError(f"--min-score must be between 0 and 1, got {args.min_score}")
     job = Job(args.format, Path(args.json_dir) if args.json_dir else None,
@@ -303,19 +227,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssd-np: warning: {weights} holds weights that are not the genuine release's ({detector.source})",
               file=sys.stderr)
 
+    todo, kept = pending(images, job) if args.resume else (list(enumerate(images)), {})
+    if args.resume:
+        print(f"ssd-np: --resume: {len(kept)} of {len(images)} images already have their outputs, skipped",
+              file=sys.stderr)
+
     # By default one image per core (numba's threads): 1.75-1.91x the one-core rate on 2 cores, where one image at
     # a time on both cores gives 1.36-1.45x (tools/bench.py); a single image gets every core.
-    jobs = args.jobs if args.jobs is not None else max(1, min(numba.config.NUMBA_NUM_THREADS, len(images)))
+    jobs = args.jobs if args.jobs is not None else max(1, min(numba.config.NUMBA_NUM_THREADS, len(todo)))
     loaded = time.monotonic()
-    progress = Progress(len(images), sys.stderr, sys.stdout)
+    progress = Progress(len(todo), sys.stderr, sys.stdout)
     outcomes: list[Outcome] = []
     try:
-        if jobs == 1:
-            for index, path in enumerate(images):
+        if args.scheduler is not None:
+            from ssd_np.cli.distributed import detect_on_cluster
+
+            outcomes = detect_on_cluster(args.scheduler, weights, job, todo, progress)
+        elif jobs == 1 or len(todo) <= 1:
+            for index, path in todo:
                 outcomes.append(process(detector, job, index, path))
                 progress.advance(outcomes[-1])
         else:
-            outcomes = _run_threads(detector, job, images, jobs, progress)
+            outcomes = _run_threads(detector, job, todo, jobs, progress)
     finally:
         progress.close()
     outcomes.sort(key=lambda o: o.index)
@@ -323,14 +256,15 @@ def run(args: argparse.Namespace) -> int:
     detections = sum(o.detections for o in outcomes if o.error is None)
     failed = sum(o.error is not None for o in outcomes)
     if job.json_dir is not None and job.format == "coco":
-        rows = [row for o in outcomes for row in o.coco]
+        by_index = {**kept, **{o.index: o.coco for o in outcomes}}
+        rows = [row for index in sorted(by_index) for row in by_index[index]]
         try:
             write_atomic(job.json_dir / COCO_RESULTS, json_bytes(rows))
         except OSError as e:
-            raise not_written(e, f"the COCO results of {len(outcomes) - failed} images ({len(rows)} detections) "
+            raise not_written(e, f"the COCO results of {len(by_index) - failed} images ({len(rows)} detections) "
                                  f"were") from None
     end = time.monotonic()
-    print(f"ssd-np: {len(images)} image{'s' if len(images) != 1 else ''}, {failed} failed, {detections} detections, "
-          f"{len(images) / (end - loaded):.2f} images/s, {end - start:.1f} s elapsed "
+    print(f"ssd-np: {len(todo)} image{'s' if len(todo) != 1 else ''}, {failed} failed, {detections} detections, "
+          f"{len(todo) / (end - loaded):.2f} images/s, {end - start:.1f} s elapsed "
           f"({loaded - start:.1f} s loading the weights)", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

@@ -73,15 +73,31 @@ def detect_coco(detector: Detector, images: list[tuple[int, Path]], done: dict[i
     return results, failed
 
 
+def _detect_coco_on_cluster(scheduler: str, weights: Path | None, images: list[tuple[int, Path]],
+                            done: dict[int, list], err: TextIO) -> tuple[dict[int, list], list[int]]:
+    """`detect_coco` on a Dask cluster (`--scheduler`, `cli/distributed.py`): the same results, and the ids of
+    the images that failed (each reported as it finished, as in a serial run)."""
+    from ssd_np.cli.distributed import detect_coco_on_cluster
+    from ssd_np.weights.hdf5 import default_weights_path
+
+    results, failed = detect_coco_on_cluster(scheduler, weights or default_weights_path(), images, done, err)
+    return results, [images[o.index][0] for o in failed]
+
+
 def run_eval(annotations: Path, images: Path | None = None, results: Path | None = None,
              max_images: int | None = None, weights: Path | None = None, json_out: Path | None = None,
-             per_class: bool = False, resume: bool = False, out: TextIO | None = None,
-             err: TextIO | None = None) -> int:
-    """Detect (if `images`) and evaluate; print the 12 COCO metrics. Returns the exit status: 0, or 1 when some
-    images could not be read (the others are still detected, written and scored)."""
+             per_class: bool = False, resume: bool = False, scheduler: str | None = None,
+             out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Detect (if `images`, on a Dask cluster with `scheduler`) and evaluate; print the 12 COCO metrics. Returns
+    the exit status: 0, or 1 when some images could not be read (the others are still detected, written and
+    scored)."""
     out, err = out or sys.stdout, err or sys.stderr  # the streams of the moment, not those at import
     if max_images is not None and max_images < 1:
         raise EvalError(f"--max-images must be at least 1, got {max_images}")
+    if scheduler is not None:
+        from ssd_np.cli.distributed import check
+
+        check(scheduler)
     gt_json = coco_eval.read_json(annotations, "annotations")
     gt = coco_eval.load_annotations(gt_json, str(annotations))
     failed: list[int] = []
@@ -102,7 +118,10 @@ def run_eval(annotations: Path, images: Path | None = None, results: Path | None
             coco_eval.check_results(previous, str(results))
             for row in previous:
                 done.setdefault(row["image_id"], []).append(row)
-        by_image, failed = detect_coco(detector, found, done, err)
+        if scheduler is None:
+            by_image, failed = detect_coco(detector, found, done, err)
+        else:
+            by_image, failed = _detect_coco_on_cluster(scheduler, weights, found, done, err)
         image_ids = [i for i, _ in found if i not in failed]
         rows = [row for i in image_ids for row in by_image.get(i, [])]
         if results is not None:

@@ -16,6 +16,8 @@ from ssd_np.cli.errors import (EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_OK, EXIT
 
 EPILOG = ("exit status: 0 success, 1 some work failed, 2 bad usage or bad input, 130 interrupted (Ctrl-C), "
           "141 output pipe closed, 143 terminated (SIGTERM)")
+SCHEDULER_HELP = ("run on a Dask cluster (needs ssd_np[dask]): tcp://HOST:PORT of a running `dask scheduler`, or "
+                  "local[:N] for N worker processes on this machine (default: one per core); same results")
 
 
 def _weights_export(args: argparse.Namespace) -> int:
@@ -121,7 +123,8 @@ def _eval(args: argparse.Namespace) -> int:
     from ssd_np.cli.evaluate import run_eval
 
     return run_eval(args.annotations, images=args.images, results=args.results, max_images=args.max_images,
-                    weights=args.weights, json_out=args.json, per_class=args.per_class, resume=args.resume)
+                    weights=args.weights, json_out=args.json, per_class=args.per_class, resume=args.resume,
+                    scheduler=args.scheduler)
 
 
 DETECT_EPILOG = """\
@@ -138,6 +141,8 @@ outputs:
   coco the same image_id, would collide: such a run is refused before any work. Files are replaced
   atomically.
   Without --json-dir and --draw, the detections are printed on stdout.
+  --resume skips an image when all its outputs exist (<stem>.json, <stem>.png, or for --format coco a row
+  with its image_id in DIR/results.json; images without detections are detected again).
 
 exit status:
   0  every image succeeded
@@ -201,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--jobs", type=int, metavar="N",
                         help="images processed at the same time, by threads sharing the model (default: one per "
                              "core; 1 runs one image at a time on every core); results are identical for any N")
+    detect.add_argument("--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP)
+    detect.add_argument("--resume", action="store_true",
+                        help="skip the images whose output files already exist (see below)")
     detect.set_defaults(run=_detect)
 
     trace = commands.add_parser(
@@ -255,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--per-class", action="store_true", help="also print AP per category")
     evaluate.add_argument("--resume", action="store_true",
                           help="reuse the detections of images already in --results")
+    evaluate.add_argument("--scheduler", metavar="ADDRESS", help=SCHEDULER_HELP)
     evaluate.set_defaults(run=_eval)
     return parser
 
