@@ -1,0 +1,292 @@
+"""`ssd-np capture MODEL IMAGE --out candidate.npz`: run a converted model with its own runtime on one image and
+save every intermediate tensor it can expose, under the reference's TF node names, in the trace format
+(`ssd_np.verify.trace`), ready for `ssd-np compare`.
+
+One module per runtime (`RUNTIMES`, chosen by the model file's suffix) runs the model with every tensor it can
+expose marked as an output and returns them under the runtime's own names (`RuntimeCapture`). This module then
+does what is common to every format:
+
+1. the input: the image fed in the model's own convention (`Convention`: pixels or preprocessed values, size,
+   RGB/BGR, uint8/float32, NHWC/NCHW), detected by the runtime module from the model and overridable by flags;
+2. the names: a runtime name maps to a TF node (`tf_node`) by dropping the tensor suffix `:0`, converter
+   suffixes `__12` and, for `;`-joined fused names (TFLite), taking the first part that is a reference node (the
+   op the fused tensor ends at); `--map FILE.json` ({runtime name: TF node}) overrides;
+3. the layouts: a tensor whose shape is the reference's transposed to NCHW (ONNX, OpenVINO) is transposed back,
+   one whose shape differs only by size-1 dimensions is reshaped, and both are recorded in the metadata
+   (`layouts_undone`), so an exact conversion compares clean; anything else is left for `ssd-np compare` to judge;
+4. the file: tensors in the reference's graph order, `__meta__/json` with the runtime and its version, the
+   model's and the image's sha256, the input convention, the layouts undone and the quantization parameters,
+   written atomically;
+5. the coverage: how many reference tensors were captured, and which stages (preprocessing, each feature
+   extractor layer, the box predictors, post-processing) have none.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ssd_np.atomic import atomic_path
+from ssd_np.images import load_rgb
+from ssd_np.reference import mobilenet_v2, model, preprocess
+from ssd_np.weights.hdf5 import MANIFEST
+
+# Model file suffix -> (runtime module, the pip extra that installs its runtime).
+RUNTIMES = {
+    ".onnx": ("ssd_np.verify.capture_onnx", "onnx"),
+    ".xml": ("ssd_np.verify.capture_openvino", "openvino"),
+    ".tflite": ("ssd_np.verify.capture_tflite", "tflite"),
+    ".pb": ("ssd_np.verify.capture_tf", None),
+}
+IMAGE_NODE = "image_tensor"
+PREPROCESSED_NODE = "Preprocessor/sub"
+
+
+class CaptureError(ValueError):
+    """A model or option `capture` cannot use: one line naming the problem and the fix."""
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How the image is fed to the model's input.
+
+    kind: `pixels` (the image's 0..255 values) or `preprocessed` (`Preprocessor/sub`: TF's resize, then
+    (2/255) x - 1); size: (height, width) the pixels are resized to (OpenCV INTER_LINEAR, what OpenVINO users
+    do), None for the image's own size; channels `RGB` or `BGR`; dtype `uint8` or `float32`; layout `NHWC` or
+    `NCHW` (batch of 1 either way)."""
+    kind: str = "pixels"
+    size: tuple[int, int] | None = None
+    channels: str = "RGB"
+    dtype: str = "uint8"
+    layout: str = "NHWC"
+
+    def describe(self) -> str:
+        size = "image size" if self.size is None else f"{self.size[0]}x{self.size[1]}"
+        return f"{self.kind} {size} {self.channels} {self.dtype} {self.layout}"
+
+
+def convention_from_shape(shape, dtype: str, name: str) -> Convention:
+    """A model input's convention from its (1, ., ., .) shape (None or a string for dynamic dimensions), dtype
+    and name: 3 in dimension 1 means NCHW; a node named `Preprocessor/sub` takes preprocessed values; RGB."""
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape]
+    if len(dims) != 4:
+        raise CaptureError(f"model input {name!r} has shape {list(shape)}: expected a 4-D image batch "
+                           f"(give the input convention with --layout/--size if the model is still an SSD)")
+    layout = "NCHW" if dims[1] == 3 and dims[3] != 3 else "NHWC"
+    height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
+    kind = "preprocessed" if tf_node_name(name) == PREPROCESSED_NODE else "pixels"
+    size = (height, width) if height and width else None
+    return Convention(kind=kind, size=size, dtype="uint8" if dtype == "uint8" else "float32", layout=layout)
+
+
+def model_input(rgb: np.ndarray, convention: Convention) -> np.ndarray:
+    """The image (H, W, 3) uint8 RGB as the model's input batch (1, ...) in `convention`."""
+    if convention.kind == "preprocessed":
+        if convention.size not in (None, (preprocess.INPUT_SIZE, preprocess.INPUT_SIZE)):
+            raise CaptureError(f"a preprocessed input is {preprocess.INPUT_SIZE}x{preprocess.INPUT_SIZE}, "
+                               f"not {convention.size}")
+        x = preprocess.preprocess(rgb, {})  # (300, 300, 3) float32 in [-1, 1]
+    elif convention.size is not None and convention.size != rgb.shape[:2]:
+        x = preprocess.resize_bilinear_cv2(rgb, *convention.size)  # (h, w, 3) uint8
+    else:
+        x = rgb
+    if convention.channels == "BGR":
+        x = x[:, :, ::-1]
+    if convention.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x[None], dtype=np.dtype(convention.dtype))
+
+
+@dataclass
+class RuntimeCapture:
+    """What a runtime module returns: every tensor it exposed, by its runtime name, and how it ran."""
+    tensors: dict[str, np.ndarray]
+    convention: Convention
+    runtime: str
+    version: str
+    notes: list[str] = field(default_factory=list)          # conventions of the format undone by the module
+    quantization: dict[str, dict] = field(default_factory=dict)  # runtime name -> {"scale": .., "zero_point": ..}
+    names: dict[str, str | None] = field(default_factory=dict)  # runtime name -> TF node, where not `tf_node`'s
+    undo: list[str] = field(default_factory=list)  # keys of FORMAT_CONVENTIONS the model's tensors follow
+
+
+# ------------------------------------------------------------------------------------------------ reference
+
+def _zero_weights() -> dict[str, np.ndarray]:
+    """The release's variables (`MANIFEST`), all zero: enough to run the reference for its node names and shapes."""
+    return {name: np.zeros(shape, np.float32) for name, shape in MANIFEST.shapes.items()}
+
+
+@functools.cache
+def reference_shapes() -> dict[str, tuple[int, ...]]:
+    """Every node of the reference trace (TF's outputs and OpenVINO's `DetectionOutput`) -> its shape, in graph
+    order, for a 300x300 image."""
+    trace: dict[str, np.ndarray] = {}
+    model.detection_out(np.zeros((300, 300, 3), np.uint8), _zero_weights(), trace)
+    model.tf_outputs(np.zeros((300, 300, 3), np.uint8), _zero_weights(), trace)
+    order = list(trace)
+    order.sort(key=lambda name: name in ("do_ExpandDims_conf/sigmoid", "DetectionOutput"))  # OpenVINO's last
+    return {name: tuple(np.shape(trace[name])) for name in order}
+
+
+def stage(node: str) -> str:
+    """The stage a reference node belongs to: `preprocessing`, a feature extractor layer (`Conv`,
+    `expanded_conv_3`, `layer_19_2_Conv2d_2_3x3_s2_512_depthwise`, ...), `BoxPredictor_i`, `concat` or
+    `post-processing`."""
+    parts = node.split("/")
+    if parts[0] == "Preprocessor":
+        return "preprocessing"
+    if node.startswith(mobilenet_v2.SCOPE + "/"):
+        return parts[2]
+    if parts[0].startswith("BoxPredictor_") or node in ("concat", "concat_1"):
+        return parts[0] if parts[0].startswith("BoxPredictor_") else "concat"
+    return "post-processing"
+
+
+def coverage_line(captured) -> str:
+    """`captured N of M reference tensors; stages with none: ...`."""
+    shapes = reference_shapes()
+    stages = list(dict.fromkeys(stage(name) for name in shapes))
+    covered = {stage(name) for name in captured if name in shapes}
+    empty = [s for s in stages if s not in covered]
+    count = sum(name in shapes for name in captured)
+    return (f"captured {count} of {len(shapes)} reference tensors; "
+            + (f"stages with none: {', '.join(empty)}" if empty else "every stage has some"))
+
+
+# ------------------------------------------------------------------------------------------------ names and layouts
+
+def tf_node_name(name: str) -> str:
+    """A runtime tensor name without the output suffix `:0` and a converter suffix `__12` (tf2onnx)."""
+    name = name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
+    head, sep, tail = name.rpartition("__")
+    return head if sep and tail.isdigit() else name
+
+
+def tf_node(name: str, known) -> str | None:
+    """The reference node a runtime tensor name stands for, or None: each `;`-joined part (TFLite's fused
+    names list the op the tensor ends at first) without its suffixes, the first that is in `known`."""
+    for part in name.split(";"):
+        node = tf_node_name(part)
+        if node in known:
+            return node
+    return None
+
+
+def undo_layout(value: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, str | None, int]:
+    """`value` in the reference's `shape` if it can be: (value, layout undone or None, rank), rank 0 for the
+    reference's shape as is, 1 after undoing `NCHW` (a 4-D tensor transposed) or `squeezed` (shapes differing
+    only by size-1 dimensions), 2 for another shape (left unchanged)."""
+    if value.shape == shape:
+        return value, None, 0
+    if value.ndim == 4 and value.transpose(0, 2, 3, 1).shape == shape:
+        return value.transpose(0, 2, 3, 1), "NCHW", 1
+    if value.size == int(np.prod(shape)) and [d for d in value.shape if d != 1] == [d for d in shape if d != 1]:
+        return value.reshape(shape), "squeezed", 1
+    return value, None, 2
+
+
+def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None]) -> tuple[dict[str, np.ndarray], dict]:
+    """Runtime tensors -> (trace tensors by TF node in graph order, {layout: [nodes]} undone). When several
+    runtime tensors map to one node (tf2onnx's `X:0` in NCHW, and Transposes `X__12:0` next to it), the one
+    in the reference's shape wins, then one whose layout could be undone, then the first."""
+    shapes = reference_shapes()
+    chosen: dict[str, tuple[np.ndarray, str | None, int]] = {}
+    for name, value in raw.items():
+        node = name_map[name] if name in name_map else tf_node(name, shapes)
+        if node is None or node not in shapes:
+            continue
+        candidate = undo_layout(np.asarray(value), shapes[node])
+        if node not in chosen or candidate[2] < chosen[node][2]:
+            chosen[node] = candidate
+    tensors = {node: np.asarray(chosen[node][0], np.float32) for node in shapes if node in chosen}
+    undone: dict[str, list[str]] = {}
+    for node in tensors:
+        if chosen[node][1]:
+            undone.setdefault(chosen[node][1], []).append(node)
+    return tensors, undone
+
+
+# ------------------------------------------------------------------------------------------------ the command
+
+def load_runtime(model_path: Path):
+    """The runtime module for the model file's suffix. Raises CaptureError naming the extra to install."""
+    suffix = model_path.suffix.lower()
+    if suffix not in RUNTIMES:
+        raise CaptureError(f"{model_path}: unknown model format {suffix!r}: capture reads "
+                           f"{', '.join(RUNTIMES)} files")
+    module_name, _ = RUNTIMES[suffix]
+    return importlib.import_module(module_name)
+
+
+def missing_runtime(suffix: str, package: str) -> CaptureError:
+    """The one-line error for a runtime that is not installed."""
+    extra = RUNTIMES[suffix][1]
+    fix = f"pip install 'ssd_np[{extra}]'" if extra else f"pip install {package}"
+    return CaptureError(f"{package} is not installed: it runs {suffix} models; install it with: {fix}")
+
+
+def read_map(path) -> dict[str, str]:
+    """`--map FILE.json`: {runtime tensor name: TF node name}."""
+    try:
+        mapping = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise CaptureError(f"--map {path}: cannot read a JSON name map ({e})") from e
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise CaptureError(f"--map {path}: expected a JSON object {{runtime tensor name: TF node name}}")
+    return mapping
+
+
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def capture(model_path, image_path, out, name_map: dict[str, str] | None = None, overrides: dict | None = None,
+            precision: str | None = "f32") -> tuple[int, str]:
+    """Run `model_path` on `image_path` and write the candidate trace `out`. `overrides`: Convention fields to
+    force (e.g. {"channels": "BGR"}); `precision`: OpenVINO's inference precision (None: the plugin's default).
+    Returns (number of tensors written, coverage line)."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise CaptureError(f"{model_path}: no such model file")
+    runtime = load_runtime(model_path)
+    rgb = load_rgb(image_path)
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+
+    def feed(convention: Convention) -> tuple[np.ndarray, Convention]:
+        convention = replace(convention, **overrides)
+        return model_input(rgb, convention), convention
+
+    result = runtime.run(model_path, feed, precision=precision)
+    tensors, undone = to_trace(result.tensors, {**result.names, **(name_map or {})})
+    for convention in result.undo:
+        applies, undo = FORMAT_CONVENTIONS[convention]
+        for node in [n for n in tensors if applies(n, tensors[n].shape)]:
+            tensors[node] = undo(tensors[node])
+            undone.setdefault(convention, []).append(node)
+    if not tensors:
+        raise CaptureError(f"{model_path}: none of the model's tensors has a name of the reference graph: give "
+                           f"a name map with --map FILE.json ({{runtime tensor name: TF node name}})")
+    meta = {
+        "producer": "ssd-np capture", "runtime": result.runtime, "version": result.version,
+        "model": str(model_path), "model_sha256": _sha256(model_path),
+        "image": str(image_path), "image_sha256": _sha256(image_path),
+        "input_convention": asdict(result.convention), "format_conventions_undone": result.notes,
+        "layouts_undone": undone, "quantization": result.quantization,
+    }
+    write_npz(out, tensors, meta)
+    return len(tensors), coverage_line(tensors)
+
+
+def write_npz(out, tensors: dict[str, np.ndarray], meta: dict) -> None:
+    """Write a trace file atomically: the tensors and `__meta__/json`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out, suffix=".partial.npz") as tmp:  # np.savez adds ".npz" to other names
+        np.savez_compressed(tmp, **tensors, **{"__meta__/json": np.array(json.dumps(meta, sort_keys=True))})
+
