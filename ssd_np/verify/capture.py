@@ -16,7 +16,7 @@ does what is common to every format:
    (`layouts_undone`), so an exact conversion compares clean; anything else is left for `ssd-np compare` to judge;
 4. the file: tensors in the reference's graph order, `__meta__/json` with the runtime and its version, the
    model's and the image's sha256, the input convention, the layouts undone and the quantization parameters,
-   written atomically;
+   written atomically (`trace.write_trace_file`);
 5. the coverage: how many reference tensors were captured, and which stages (preprocessing, each feature
    extractor layer, the box predictors, post-processing) have none.
 """
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd_np.atomic import atomic_path
 from ssd_np.images import load_rgb
 from ssd_np.reference import mobilenet_v2, model, preprocess
+from ssd_np.verify.trace import write_trace_file
 from ssd_np.weights.hdf5 import MANIFEST
 
 # Model file suffix -> (runtime module, the pip extra that installs its runtime).
@@ -212,6 +212,33 @@ def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None]) -> tup
     return tensors, undone
 
 
+def _xy_to_yx(codes: np.ndarray) -> np.ndarray:
+    """Box codes (..., A * 4) in [tx, ty, tw, th] order per anchor -> TF's [ty, tx, th, tw]."""
+    per_anchor = codes.reshape(codes.shape[:-1] + (-1, 4))
+    return per_anchor[..., [1, 0, 3, 2]].reshape(codes.shape)
+
+
+# Conventions a model format may follow in its intermediate tensors (NHWC by now), undone after `to_trace`:
+# name -> (which nodes it applies to: node, shape -> bool, how to undo it).
+FORMAT_CONVENTIONS = {
+    # OpenVINO IR with --reverse_input_channels: the preprocessing before the first convolution sees BGR.
+    "BGR": (lambda node, shape: stage(node) == "preprocessing" and shape[-1] == 3, lambda x: x[..., ::-1]),
+    # The Open Model Zoo recipe (ssd_v2_support.json) swaps the box predictors' outputs to [tx, ty, tw, th], the
+    # order OpenVINO's DetectionOutput reads.
+    "xy": (lambda node, shape: "BoxEncodingPredictor" in node or node == "concat" or
+           (node.startswith("BoxPredictor_") and node.endswith("/Reshape")), _xy_to_yx),
+}
+FOLDED_WEIGHTS = "/Conv2D/merged_input"  # tf2onnx's weights of a convolution with the batch norm folded in
+
+
+def folded_bn_node(weights_name: str) -> str | None:
+    """tf2onnx folds slim's batch norm into the convolution before it: the Conv with the weights
+    `<scope>/Conv2D/merged_input:0` (and bias `<scope>/BatchNorm/batchnorm/sub:0`) computes TF's
+    `<scope>/BatchNorm/batchnorm/add_1`. That node for a weights tensor name, or None."""
+    name = tf_node_name(weights_name)
+    return name[:-len(FOLDED_WEIGHTS)] + "/BatchNorm/batchnorm/add_1" if name.endswith(FOLDED_WEIGHTS) else None
+
+
 # ------------------------------------------------------------------------------------------------ the command
 
 def load_runtime(model_path: Path):
@@ -246,11 +273,11 @@ def _sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def capture(model_path, image_path, out, name_map: dict[str, str] | None = None, overrides: dict | None = None,
-            precision: str | None = "f32") -> tuple[int, str]:
-    """Run `model_path` on `image_path` and write the candidate trace `out`. `overrides`: Convention fields to
-    force (e.g. {"channels": "BGR"}); `precision`: OpenVINO's inference precision (None: the plugin's default).
-    Returns (number of tensors written, coverage line)."""
+def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = None, overrides: dict | None = None,
+                    precision: str | None = "f32") -> tuple[dict[str, np.ndarray], dict]:
+    """Run `model_path` on `image_path`: (trace tensors by TF node in graph order, metadata). `overrides`:
+    Convention fields to force (e.g. {"channels": "BGR"}); `precision`: OpenVINO's inference precision (None:
+    the plugin's default); `name_map`: {runtime tensor name: TF node}, before the automatic mapping."""
     model_path = Path(model_path)
     if not model_path.is_file():
         raise CaptureError(f"{model_path}: no such model file")
@@ -279,14 +306,12 @@ def capture(model_path, image_path, out, name_map: dict[str, str] | None = None,
         "input_convention": asdict(result.convention), "format_conventions_undone": result.notes,
         "layouts_undone": undone, "quantization": result.quantization,
     }
-    write_npz(out, tensors, meta)
+    return tensors, meta
+
+
+def capture(model_path, image_path, out, name_map: dict[str, str] | None = None, overrides: dict | None = None,
+            precision: str | None = "f32") -> tuple[int, str]:
+    """`capture_tensors`, written to the trace file `out`. Returns (number of tensors, coverage line)."""
+    tensors, meta = capture_tensors(model_path, image_path, name_map, overrides, precision)
+    write_trace_file(out, tensors, meta)
     return len(tensors), coverage_line(tensors)
-
-
-def write_npz(out, tensors: dict[str, np.ndarray], meta: dict) -> None:
-    """Write a trace file atomically: the tensors and `__meta__/json`."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out, suffix=".partial.npz") as tmp:  # np.savez adds ".npz" to other names
-        np.savez_compressed(tmp, **tensors, **{"__meta__/json": np.array(json.dumps(meta, sort_keys=True))})
-

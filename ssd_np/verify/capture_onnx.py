@@ -16,11 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ssd_np.verify.capture import RuntimeCapture, convention_from_shape, missing_runtime
-
-
-FOLDED_WEIGHTS = "/Conv2D/merged_input:0"  # tf2onnx's weights of a convolution with the batch norm folded in
-BN_ADD = "/BatchNorm/batchnorm/add_1"
+from ssd_np.verify.capture import RuntimeCapture, convention_from_shape, folded_bn_node, missing_runtime
 
 
 def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
@@ -62,8 +58,8 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
     tensors = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
     tensors.update({inputs[0].name: x})
     tensors.update(zip(names, values))
-    folded = {node.output[0]: node.input[1][:-len(FOLDED_WEIGHTS)] + BN_ADD for node in graph.node
-              if node.op_type == "Conv" and len(node.input) > 1 and node.input[1].endswith(FOLDED_WEIGHTS)}
+    folded = {node.output[0]: folded_bn_node(node.input[1]) for node in graph.node
+              if node.op_type == "Conv" and folded_bn_node(node.input[1])}
     notes = [f"batch norm folded into {len(folded)} convolutions (tf2onnx): their outputs are captured as "
              f"<scope>/BatchNorm/batchnorm/add_1"] if folded else []
     return RuntimeCapture(tensors, convention, "onnxruntime", ort.__version__, notes, names=folded)

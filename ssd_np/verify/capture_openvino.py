@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ssd_np.verify.capture import RuntimeCapture, convention_from_shape, missing_runtime, reference_shapes, tf_node
+from ssd_np.verify.capture import (RuntimeCapture, convention_from_shape, folded_bn_node, missing_runtime,
+                                   reference_shapes, tf_node)
 
 SPLIT_SUFFIXES = ("/Add/Transpose", "/Add", "/Reshape")  # Model Optimizer's names for the parts of BiasAdd
 BN_ADD = "/BatchNorm/batchnorm/add_1"
@@ -35,6 +36,17 @@ def ir_node(name: str, known) -> str | None:
             if node is not None:
                 return node
     return None
+
+
+def _folded_by_tf2onnx(op) -> str | None:
+    """An IR converted from tf2onnx's ONNX: the bias Add after a Convolution whose weights are tf2onnx's
+    `<scope>/Conv2D/merged_input` computes `<scope>/BatchNorm/batchnorm/add_1` (`capture.folded_bn_node`)."""
+    if op.get_type_name() != "Add":
+        return None
+    conv = op.input_value(0).get_node()
+    if conv.get_type_name() not in ("Convolution", "GroupConvolution"):
+        return None
+    return folded_bn_node(conv.input_value(1).get_node().get_friendly_name())
 
 
 def _bn_folded(op) -> bool:
@@ -73,9 +85,12 @@ def run(model_path: Path, feed, precision: str | None = "f32") -> RuntimeCapture
     known = reference_shapes()
     detection_out = any(op.get_type_name() == "DetectionOutput" for op in model.get_ops())
     notes, ports, folded = [], [], 0
+    names = {}
     for op in model.get_ordered_ops():
-        if op.get_type_name() in SKIPPED_TYPES or ir_node(op.get_friendly_name(), known) is None:
+        node = ir_node(op.get_friendly_name(), known) or _folded_by_tf2onnx(op)
+        if op.get_type_name() in SKIPPED_TYPES or node is None:
             continue
+        names[op.get_friendly_name()] = node
         if _bn_folded(op):
             folded += 1
             continue
@@ -86,19 +101,17 @@ def run(model_path: Path, feed, precision: str | None = "f32") -> RuntimeCapture
     if bgr:
         notes.append("BGR input (Model Optimizer --reverse_input_channels): fed BGR, preprocessing tensors "
                      "reversed back to RGB")
-    first_new = len(model.outputs)
     model.add_outputs(ports)
     config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
     compiled = core.compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     request.infer({0: x})
     tensors = {}
-    for index, result in enumerate(model.get_results()):
-        if index >= first_new or result.input_value(0).get_node().get_type_name() == "DetectionOutput":
-            name = result.input_value(0).get_node().get_friendly_name()
-            tensors[name] = request.get_output_tensor(index).data.copy()
+    for index, result in enumerate(model.get_results()):  # the model's own outputs, then those added
+        producer = result.input_value(0).get_node()
+        if producer.get_friendly_name() in names and not _bn_folded(producer):
+            tensors[producer.get_friendly_name()] = request.get_output_tensor(index).data.copy()
     version = ov.get_version()
-    names = {name: ir_node(name, known) for name in tensors}
     undo = ["BGR"] if bgr else []
     if detection_out:
         undo.append("xy")
