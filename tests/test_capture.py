@@ -10,6 +10,8 @@ final outputs (`required=()`).
 import io
 import json
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -248,3 +250,29 @@ def test_capture_metadata_records_hashes(ir_models, image, work):
     assert meta["image_sha256"] == hashlib.sha256(image.read_bytes()).hexdigest()
     assert meta["model_sha256"] == hashlib.sha256(ir_models["exact"].read_bytes()).hexdigest()
     assert json.dumps(meta)  # plain JSON
+
+
+# --------------------------------------------------------------------------------------------- TFLite
+
+INT8_MODEL = Path(__file__).parent / "data" / "capture" / "standin_seed1_int8.tflite"
+
+
+def test_int8_tflite_is_dequantized_with_its_own_parameters(image, reference):
+    """`tools/make_tflite.py` on the frozen graph with stand-in seed 1 weights (cut at Preprocessor/sub ->
+    concat, concat_1; int8 weights and activations calibrated on 16 COCO images, float input and output)."""
+    pytest.importorskip("ai_edge_litert", reason="no TFLite interpreter (pip install 'ssd_np[tflite]')")
+    tensors, meta = capture_tensors(INT8_MODEL, image)
+    coverage = coverage_line(tensors)
+    assert meta["input_convention"]["kind"] == "preprocessed"
+    np.testing.assert_array_equal(tensors["Preprocessor/sub"], reference["Preprocessor/sub"])
+    assert coverage.endswith("stages with none: post-processing")
+    relu6 = FE + "Conv/Relu6"
+    assert relu6 in meta["quantization"] and relu6 in tensors  # a fused name `.../Relu6;.../add_1;.../Conv2D`
+    for name, parameters in meta["quantization"].items():
+        step = max(parameters["scale"])
+        # dequantized values lie on the tensor's own grid, scale * (q - zero_point)
+        q = tensors[name] / step + parameters["zero_point"][0]
+        assert np.abs(q - np.round(q)).max() < 1e-2, name
+    assert np.abs(tensors[relu6] - reference[relu6]).max() <= 3 * meta["quantization"][relu6]["scale"][0]
+    _, first = _first_failure(reference, tensors)
+    assert first.name.startswith(FE)  # quantization error at the default float32 tolerance, in the backbone

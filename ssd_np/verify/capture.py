@@ -191,17 +191,19 @@ def undo_layout(value: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, 
     return value, None, 2
 
 
-def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None]) -> tuple[dict[str, np.ndarray], dict]:
-    """Runtime tensors -> (trace tensors by TF node in graph order, {layout: [nodes]} undone). When several
-    runtime tensors map to one node (tf2onnx's `X:0` in NCHW, and Transposes `X__12:0` next to it), the one
-    in the reference's shape wins, then one whose layout could be undone, then the first."""
+def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None]) -> tuple[dict, dict, dict]:
+    """Runtime tensors -> (trace tensors by TF node in graph order, {layout: [nodes]} undone, {node: runtime
+    name}). A tensor with another number of elements than its node's is not that node's value (a converter
+    names constants after the op that uses them) and is skipped. When several runtime tensors map to one node
+    (tf2onnx's `X:0` in NCHW, and Transposes `X__12:0` next to it), the one in the reference's shape wins, then
+    one whose layout could be undone, then the first."""
     shapes = reference_shapes()
-    chosen: dict[str, tuple[np.ndarray, str | None, int]] = {}
+    chosen: dict[str, tuple[np.ndarray, str | None, int, str]] = {}
     for name, value in raw.items():
         node = name_map[name] if name in name_map else tf_node(name, shapes)
-        if node is None or node not in shapes:
+        if node is None or node not in shapes or np.size(value) != int(np.prod(shapes[node])):
             continue
-        candidate = undo_layout(np.asarray(value), shapes[node])
+        candidate = undo_layout(np.asarray(value), shapes[node]) + (name,)
         if node not in chosen or candidate[2] < chosen[node][2]:
             chosen[node] = candidate
     tensors = {node: np.asarray(chosen[node][0], np.float32) for node in shapes if node in chosen}
@@ -209,7 +211,7 @@ def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None]) -> tup
     for node in tensors:
         if chosen[node][1]:
             undone.setdefault(chosen[node][1], []).append(node)
-    return tensors, undone
+    return tensors, undone, {node: chosen[node][3] for node in tensors}
 
 
 def _xy_to_yx(codes: np.ndarray) -> np.ndarray:
@@ -290,7 +292,7 @@ def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = No
         return model_input(rgb, convention), convention
 
     result = runtime.run(model_path, feed, precision=precision)
-    tensors, undone = to_trace(result.tensors, {**result.names, **(name_map or {})})
+    tensors, undone, sources = to_trace(result.tensors, {**result.names, **(name_map or {})})
     for convention in result.undo:
         applies, undo = FORMAT_CONVENTIONS[convention]
         for node in [n for n in tensors if applies(n, tensors[n].shape)]:
@@ -304,7 +306,9 @@ def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = No
         "model": str(model_path), "model_sha256": _sha256(model_path),
         "image": str(image_path), "image_sha256": _sha256(image_path),
         "input_convention": asdict(result.convention), "format_conventions_undone": result.notes,
-        "layouts_undone": undone, "quantization": result.quantization,
+        "layouts_undone": undone,
+        "quantization": {node: result.quantization[source] for node, source in sources.items()
+                         if source in result.quantization},
     }
     return tensors, meta
 
