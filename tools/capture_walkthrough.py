@@ -14,7 +14,7 @@ the frozen graph and the OpenVINO IR (`tools/freeze_and_convert.py`), tf2onnx's 
 (`tools/peers.py`), and TFLite models cut at `Preprocessor/sub` -> `concat`, `concat_1` (`tools/make_tflite.py`:
 float, and for `exact` also int8). Then, on a 300x300 COCO image (the IR's input size, so both pipelines see the
 same pixels): `ssd-np trace --openvino` with the exact weights, and `ssd-np capture` + `ssd-np compare` for every
-model; the int8 model with `--atol 0.05`. Prints each command and the tail of its output (the table's
+model (the frozen graph itself with TensorFlow, by this interpreter); the int8 model with `--atol 0.05`. Prints each command and the tail of its output (the table's
 first divergence and verdict).
 """
 from __future__ import annotations
@@ -94,10 +94,11 @@ def main(argv=None):
     reference = args.work / "reference.npz"
     ssd_np(args.python, "trace", str(image), "--openvino", "--weights", str(models["exact"]["h5"]),
            "--out", str(reference))
-    runs = [(variant, kind) for variant in ("exact", "scaled") for kind in ("onnx", "ir", "tflite")]
+    runs = [(variant, kind) for variant in ("exact", "scaled") for kind in ("onnx", "ir", "tflite", "frozen")]
     for variant, kind in runs + [("exact", "tflite_int8")]:
         candidate = args.work / f"{variant}_{kind}.npz"
-        ssd_np(args.python, "capture", str(models[variant][kind]), str(image), "--out", str(candidate))
+        python = sys.executable if kind == "frozen" else args.python  # TensorFlow is in the reference venv
+        ssd_np(python, "capture", str(models[variant][kind]), str(image), "--out", str(candidate))
         tolerance = ["--atol", "0.05"] if kind == "tflite_int8" else []
         ssd_np(args.python, "compare", str(reference), str(candidate), *tolerance, tail=args.tail)
 
