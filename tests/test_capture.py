@@ -163,7 +163,7 @@ def test_name_map_renames(onnx_models, image, work):
 
 def test_cli_capture_writes_a_trace(onnx_models, image, reference, work, capfd):
     out = work / "cli.npz"
-    assert main(["capture", str(onnx_models["scaled"]), str(image), "--out", str(out)]) == 0
+    assert main(["capture", str(onnx_models["exact"]), str(image), "--out", str(out)]) == 0
     printed = capfd.readouterr().out
     tensors, meta = load_trace(out)
     assert printed.startswith(f"wrote {out}: {len(tensors)} tensors; captured {len(tensors)} of ")
@@ -172,9 +172,9 @@ def test_cli_capture_writes_a_trace(onnx_models, image, reference, work, capfd):
     ref = work / "reference.npz"
     write_trace_file(ref, reference, {"producer": "test"})
     report = io.StringIO()
-    assert main_compare(ref, out, out=report) == 1
-    index = list(reference).index(f"{FE}{SCALED_LAYER}/BatchNorm/batchnorm/add_1") + 1
-    assert f">> divergence starts at #{index} {FE}{SCALED_LAYER}/BatchNorm/batchnorm/add_1 " in report.getvalue()
+    assert main_compare(ref, out, out=report) == 1   # TF's final outputs are missing: the model stops at concat
+    assert f"FAIL: 0 of {len(tensors)} common tensors outside tolerance; required output(s) missing" \
+        in report.getvalue()
 
 
 def test_missing_runtime_names_the_extra(onnx_models, image, work, monkeypatch, capsys):

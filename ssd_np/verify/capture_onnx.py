@@ -52,9 +52,14 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.log_severity_level = 3
-    session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    values = session.run(names, {inputs[0].name: x})
+    try:
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        values = session.run(names, {inputs[0].name: x})
+    except Exception as e:  # onnxruntime's own exception types
+        raise CaptureError(f"{model_path}: onnxruntime failed on input {x.dtype} {list(x.shape)} "
+                           f"({convention.describe()}): {str(e).splitlines()[0]}; check the input "
+                           f"convention options") from e
     tensors = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
     tensors.update({inputs[0].name: x})
     tensors.update(zip(names, values))

@@ -103,9 +103,14 @@ def run(model_path: Path, feed, precision: str | None = "f32") -> RuntimeCapture
                      "reversed back to RGB")
     model.add_outputs(ports)
     config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
-    compiled = core.compile_model(model, "CPU", config)
-    request = compiled.create_infer_request()
-    request.infer({0: x})
+    try:
+        compiled = core.compile_model(model, "CPU", config)
+        request = compiled.create_infer_request()
+        request.infer({0: x})
+    except RuntimeError as e:
+        raise CaptureError(f"{model_path}: OpenVINO failed on input {x.dtype} {list(x.shape)} "
+                           f"({convention.describe()}): {str(e).splitlines()[0]}; check the input "
+                           f"convention options") from e
     tensors = {}
     for index, result in enumerate(model.get_results()):  # the model's own outputs, then those added
         producer = result.input_value(0).get_node()

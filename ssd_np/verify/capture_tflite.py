@@ -80,8 +80,13 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
     if quantized_input:
         x = _quantize(x, detail)
         notes.append(f"input quantized: q = round(x / {detail['quantization'][0]:g}) + {detail['quantization'][1]}")
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
+    try:
+        interpreter.set_tensor(detail["index"], x)
+        interpreter.invoke()
+    except (ValueError, RuntimeError) as e:
+        raise CaptureError(f"{model_path}: the TFLite interpreter failed on input {x.dtype} {list(x.shape)} "
+                           f"({convention.describe()}): {str(e).splitlines()[0]}; check the input "
+                           f"convention options") from e
 
     tensors, quantization = {}, {}
     for tensor in interpreter.get_tensor_details():
