@@ -118,6 +118,7 @@ def test_exact_onnx_compares_clean(onnx_models, image, reference, work):
     assert len(report.compared) == len(tensors) > 200
     assert meta["runtime"] == "onnxruntime" and meta["input_convention"]["channels"] == "RGB"
     assert FE + "Conv/Relu6" in meta["layouts_undone"]["NCHW"]
+    assert meta["model_outputs"] == ["concat", "concat_1"]
     assert FE + "expanded_conv_3/project/BatchNorm/batchnorm/add_1" in tensors  # tf2onnx's folded Conv__n
     assert coverage.startswith(f"captured {len(tensors)} of {len(reference)} reference tensors")
     assert coverage.endswith("stages with none: post-processing")
@@ -227,6 +228,7 @@ def test_exact_ir_compares_clean(ir_models, image, reference, work):
     report, first = _first_failure(reference, tensors)
     assert first is None and report.passed, report.format_table()
     assert meta["runtime"] == "openvino" and coverage.endswith("stages with none: post-processing")
+    assert meta["model_outputs"] == ["concat", "concat_1"]
     assert f"{FE}expanded_conv_3/project/BatchNorm/batchnorm/add_1" in tensors  # the bias Add of a folded Conv
 
 
@@ -263,7 +265,7 @@ def test_int8_tflite_is_dequantized_with_its_own_parameters(image, reference):
     pytest.importorskip("ai_edge_litert", reason="no TFLite interpreter (pip install 'ssd_np[tflite]')")
     tensors, meta = capture_tensors(INT8_MODEL, image)
     coverage = coverage_line(tensors)
-    assert meta["input_convention"]["kind"] == "preprocessed"
+    assert meta["input_convention"]["kind"] == "preprocessed" and meta["model_outputs"] == ["concat", "concat_1"]
     np.testing.assert_array_equal(tensors["Preprocessor/sub"], reference["Preprocessor/sub"])
     assert coverage.endswith("stages with none: post-processing")
     relu6 = FE + "Conv/Relu6"

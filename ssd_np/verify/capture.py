@@ -15,7 +15,9 @@ does what is common to every format:
    one whose shape differs only by size-1 dimensions is reshaped, and both are recorded in the metadata
    (`layouts_undone`), so an exact conversion compares clean; anything else is left for `ssd-np compare` to judge;
 4. the file: tensors in the reference's graph order, `__meta__/json` with the runtime and its version, the
-   model's and the image's sha256, the input convention, the layouts undone and the quantization parameters,
+   model's and the image's sha256, the input convention, the layouts undone, the quantization parameters and
+   `model_outputs` (the TF nodes of the model's own outputs: TF's four, `DetectionOutput` for an OpenVINO IR
+   with `detection_out`, `concat`/`concat_1` for a cut graph),
    written atomically (`trace.write_trace_file`);
 5. the coverage: how many reference tensors were captured, and which stages (preprocessing, each feature
    extractor layer, the box predictors, post-processing) have none.
@@ -113,6 +115,7 @@ class RuntimeCapture:
     quantization: dict[str, dict] = field(default_factory=dict)  # runtime name -> {"scale": .., "zero_point": ..}
     names: dict[str, str | None] = field(default_factory=dict)  # runtime name -> TF node, where not `tf_node`'s
     undo: list[str] = field(default_factory=list)  # keys of FORMAT_CONVENTIONS the model's tensors follow
+    outputs: list[str] = field(default_factory=list)  # runtime names of the model's own outputs
 
 
 # ------------------------------------------------------------------------------------------------ reference
@@ -292,7 +295,9 @@ def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = No
         return model_input(rgb, convention), convention
 
     result = runtime.run(model_path, feed, precision=precision)
-    tensors, undone, sources = to_trace(result.tensors, {**result.names, **(name_map or {})})
+    names = {**result.names, **(name_map or {})}
+    tensors, undone, sources = to_trace(result.tensors, names)
+    outputs = [names[n] if n in names else tf_node(n, reference_shapes()) for n in result.outputs]
     for convention in result.undo:
         applies, undo = FORMAT_CONVENTIONS[convention]
         for node in [n for n in tensors if applies(n, tensors[n].shape)]:
@@ -306,7 +311,7 @@ def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = No
         "model": str(model_path), "model_sha256": _sha256(model_path),
         "image": str(image_path), "image_sha256": _sha256(image_path),
         "input_convention": asdict(result.convention), "format_conventions_undone": result.notes,
-        "layouts_undone": undone,
+        "layouts_undone": undone, "model_outputs": [node for node in outputs if node in tensors],
         "quantization": {node: result.quantization[source] for node, source in sources.items()
                          if source in result.quantization},
     }

@@ -44,7 +44,8 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
     dtype = "uint8" if tensor_type.elem_type == onnx.TensorProto.UINT8 else "float32"
     x, convention = feed(convention_from_shape(shape, dtype, inputs[0].name))
 
-    existing = {o.name for o in graph.output}
+    outputs = [o.name for o in graph.output]
+    existing = set(outputs)
     for node in graph.node:
         graph.output.extend(onnx.ValueInfoProto(name=name) for name in node.output
                             if name and name not in existing)
@@ -67,4 +68,5 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
               if node.op_type == "Conv" and folded_bn_node(node.input[1])}
     notes = [f"batch norm folded into {len(folded)} convolutions (tf2onnx): their outputs are captured as "
              f"<scope>/BatchNorm/batchnorm/add_1"] if folded else []
-    return RuntimeCapture(tensors, convention, "onnxruntime", ort.__version__, notes, names=folded)
+    return RuntimeCapture(tensors, convention, "onnxruntime", ort.__version__, notes, names=folded,
+                          outputs=outputs)

@@ -101,6 +101,7 @@ def run(model_path: Path, feed, precision: str | None = "f32") -> RuntimeCapture
     if bgr:
         notes.append("BGR input (Model Optimizer --reverse_input_channels): fed BGR, preprocessing tensors "
                      "reversed back to RGB")
+    outputs = [result.input_value(0).get_node().get_friendly_name() for result in model.get_results()]
     model.add_outputs(ports)
     config = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
     try:
@@ -122,4 +123,5 @@ def run(model_path: Path, feed, precision: str | None = "f32") -> RuntimeCapture
         undo.append("xy")
         notes.append("box codes in [tx, ty, tw, th] order (the Open Model Zoo recipe, for DetectionOutput): "
                      "reordered to TF's [ty, tx, th, tw]")
-    return RuntimeCapture(tensors, convention, "openvino", version, notes, names=names, undo=undo)
+    return RuntimeCapture(tensors, convention, "openvino", version, notes, names=names, undo=undo,
+                          outputs=outputs)

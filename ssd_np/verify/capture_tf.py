@@ -45,4 +45,6 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
     with tf.compat.v1.Session(graph=graph, config=config) as session:
         values = session.run(fetches, {image: x})
     values[image.op.name] = x
-    return RuntimeCapture(values, convention, "tensorflow", tf.__version__)
+    consumed = {tensor.op.name for op in graph.get_operations() for tensor in op.inputs}
+    outputs = [name for name in fetches if name not in consumed]  # the graph's final nodes
+    return RuntimeCapture(values, convention, "tensorflow", tf.__version__, outputs=outputs)

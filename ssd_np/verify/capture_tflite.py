@@ -103,4 +103,5 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
         tensors[tensor["name"]] = value
     if quantization:
         notes.append(f"{len(quantization)} quantized tensors dequantized: real = scale * (q - zero_point)")
-    return RuntimeCapture(tensors, convention, runtime, version, notes, quantization)
+    outputs = [detail["name"] for detail in interpreter.get_output_details()]
+    return RuntimeCapture(tensors, convention, runtime, version, notes, quantization, outputs=outputs)
