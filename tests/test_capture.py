@@ -18,7 +18,7 @@ from PIL import Image
 
 from ssd_np.cli.main import main
 from ssd_np.verify.capture import (Convention, capture_tensors, coverage_line, model_input,
-                                   reference_shapes, tf_node)
+                                   reference_shapes, tf_node, to_trace)
 from ssd_np.verify.compare import compare_traces, load_trace, main_compare
 from ssd_np.verify.trace import TraceInputError, trace_image, write_trace_file
 from ssd_np.weights.standin import standin_weights
@@ -91,6 +91,18 @@ def test_tf_node_strips_converter_suffixes_and_splits_fused_names():
              f"{FE}expanded_conv_1/expand/Conv2D")
     assert tf_node(fused, known) == FE + "expanded_conv_1/expand/Relu6"
     assert tf_node("Conv__6204:0", known) is None
+
+
+def test_to_trace_undoes_nchw_except_on_the_models_own_outputs():
+    nchw = np.arange(32 * 150 * 150, dtype=np.float32).reshape(1, 32, 150, 150)
+    name = FE + "Conv/Relu6:0"
+    tensors, undone, sources = to_trace({name: nchw, "Conv__1:0": nchw}, {})
+    np.testing.assert_array_equal(tensors[FE + "Conv/Relu6"], nchw.transpose(0, 2, 3, 1))
+    assert undone == {"NCHW": [FE + "Conv/Relu6"]} and sources == {FE + "Conv/Relu6": name}
+    tensors, undone, _ = to_trace({name: nchw}, {}, outputs={name})
+    assert tensors[FE + "Conv/Relu6"].shape == nchw.shape and not undone   # for compare to report
+    tensors, _, _ = to_trace({name: nchw[:, :, :10]}, {})
+    assert not tensors   # another number of elements: not this node's value
 
 
 def test_reference_shapes_list_the_trace_in_graph_order(reference):

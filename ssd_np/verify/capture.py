@@ -194,9 +194,10 @@ def undo_layout(value: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, 
     return value, None, 2
 
 
-def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None]) -> tuple[dict, dict, dict]:
+def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None], outputs=()) -> tuple[dict, dict, dict]:
     """Runtime tensors -> (trace tensors by TF node in graph order, {layout: [nodes]} undone, {node: runtime
-    name}). A tensor with another number of elements than its node's is not that node's value (a converter
+    name}). The model's own `outputs` (runtime names) are kept as they are and win: their layout is what the
+    model's users get, so a difference there is for `compare` to report. A tensor with another number of elements than its node's is not that node's value (a converter
     names constants after the op that uses them) and is skipped. When several runtime tensors map to one node
     (tf2onnx's `X:0` in NCHW, and Transposes `X__12:0` next to it), the one in the reference's shape wins, then
     one whose layout could be undone, then the first."""
@@ -206,7 +207,10 @@ def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None]) -> tup
         node = name_map[name] if name in name_map else tf_node(name, shapes)
         if node is None or node not in shapes or np.size(value) != int(np.prod(shapes[node])):
             continue
-        candidate = undo_layout(np.asarray(value), shapes[node]) + (name,)
+        if name in outputs:
+            candidate = (np.asarray(value), None, -1, name)
+        else:
+            candidate = undo_layout(np.asarray(value), shapes[node]) + (name,)
         if node not in chosen or candidate[2] < chosen[node][2]:
             chosen[node] = candidate
     tensors = {node: np.asarray(chosen[node][0], np.float32) for node in shapes if node in chosen}
@@ -296,7 +300,7 @@ def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = No
 
     result = runtime.run(model_path, feed, precision=precision)
     names = {**result.names, **(name_map or {})}
-    tensors, undone, sources = to_trace(result.tensors, names)
+    tensors, undone, sources = to_trace(result.tensors, names, set(result.outputs))
     outputs = [names[n] if n in names else tf_node(n, reference_shapes()) for n in result.outputs]
     for convention in result.undo:
         applies, undo = FORMAT_CONVENTIONS[convention]
