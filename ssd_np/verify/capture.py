@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from ssd_np.images import load_rgb
-from ssd_np.reference import mobilenet_v2, model, preprocess
-from ssd_np.verify.trace import write_trace_file
+from ssd_np.reference import mobilenet_v2, preprocess
+from ssd_np.verify.trace import trace_rgb, write_trace_file
 from ssd_np.weights.hdf5 import MANIFEST
 
 # Model file suffix -> (runtime module, the pip extra that installs its runtime).
@@ -45,7 +45,6 @@ RUNTIMES = {
     ".tflite": ("ssd_np.verify.capture_tflite", "tflite"),
     ".pb": ("ssd_np.verify.capture_tf", None),
 }
-IMAGE_NODE = "image_tensor"
 PREPROCESSED_NODE = "Preprocessor/sub"
 
 
@@ -129,12 +128,9 @@ def _zero_weights() -> dict[str, np.ndarray]:
 def reference_shapes() -> dict[str, tuple[int, ...]]:
     """Every node of the reference trace (TF's outputs and OpenVINO's `DetectionOutput`) -> its shape, in graph
     order, for a 300x300 image."""
-    trace: dict[str, np.ndarray] = {}
-    model.detection_out(np.zeros((300, 300, 3), np.uint8), _zero_weights(), trace)
-    model.tf_outputs(np.zeros((300, 300, 3), np.uint8), _zero_weights(), trace)
-    order = list(trace)
-    order.sort(key=lambda name: name in ("do_ExpandDims_conf/sigmoid", "DetectionOutput"))  # OpenVINO's last
-    return {name: tuple(np.shape(trace[name])) for name in order}
+    size = preprocess.INPUT_SIZE
+    trace = trace_rgb(_zero_weights(), np.zeros((size, size, 3), np.uint8), openvino=True)
+    return {name: value.shape for name, value in trace.items()}
 
 
 def stage(node: str) -> str:

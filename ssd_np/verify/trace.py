@@ -35,20 +35,25 @@ class TraceInputError(ValueError):
     """An image the requested trace cannot be made of."""
 
 
+def trace_rgb(weights: dict[str, np.ndarray], rgb: np.ndarray, openvino: bool = False) -> dict[str, np.ndarray]:
+    """All traced tensors of one (H, W, 3) uint8 RGB image, in execution order, as float32 arrays with TF's
+    shapes; with `openvino` also OpenVINO's `DetectionOutput` (the image must then be 300x300)."""
+    trace: dict[str, np.ndarray] = {}
+    model.tf_outputs(rgb, weights, trace)
+    if openvino:
+        postprocess.detection_out(trace["concat"][0, :, 0, :], trace["concat_1"][0], trace)
+    return {name: np.asarray(value, dtype=np.float32) for name, value in trace.items()}
+
+
 def trace_image(weights: dict[str, np.ndarray], image_path: str | os.PathLike,
                 openvino: bool = False) -> dict[str, np.ndarray]:
-    """All traced tensors of one image, in execution order, as float32 arrays with TF's shapes; with `openvino`
-    also OpenVINO's `DetectionOutput` (the image must be 300x300)."""
-    trace: dict[str, np.ndarray] = {}
+    """`trace_rgb` of an image file; `openvino` needs a 300x300 image (OpenVINO's model input)."""
     rgb = load_rgb(image_path)
     size = (preprocess.INPUT_SIZE, preprocess.INPUT_SIZE)
     if openvino and rgb.shape[:2] != size:
         raise TraceInputError(f"{image_path}: --openvino needs a {size[0]}x{size[1]} image (OpenVINO's model "
                               f"input), got {rgb.shape[1]}x{rgb.shape[0]}: resize it first")
-    model.tf_outputs(rgb, weights, trace)
-    if openvino:
-        postprocess.detection_out(trace["concat"][0, :, 0, :], trace["concat_1"][0], trace)
-    return {name: np.asarray(value, dtype=np.float32) for name, value in trace.items()}
+    return trace_rgb(weights, rgb, openvino)
 
 
 def write_trace(image_path: str | os.PathLike, out: str | os.PathLike,
