@@ -9,13 +9,13 @@ interpreter that runs `ssd-np capture` and `ssd-np compare` (default: this one; 
 `openvino` and `tflite` extras, e.g. a checkout's `.venv/bin/python`).
 
 For each weights set (`exact`: stand-in seed 1; `scaled`: the same with
-`FeatureExtractor/MobilenetV2/expanded_conv_3/project/weights` x 1.02), built once under `--work`:
-the frozen graph and the OpenVINO IR (`tools/freeze_and_convert.py`), tf2onnx's `model.onnx` of the whole graph
+`FeatureExtractor/MobilenetV2/expanded_conv_3/project/weights` x 1.02), built once under `--work`: the frozen
+graph and the OpenVINO IR (`tools/freeze_and_convert.py`), tf2onnx's `model.onnx` of the whole graph
 (`tools/peers.py`), and TFLite models cut at `Preprocessor/sub` -> `concat`, `concat_1` (`tools/make_tflite.py`:
 float, and for `exact` also int8). Then, on a 300x300 COCO image (the IR's input size, so both pipelines see the
 same pixels): `ssd-np trace --openvino` with the exact weights, and `ssd-np capture` + `ssd-np compare` for every
-model (the frozen graph itself with TensorFlow, by this interpreter); the int8 model with `--atol 0.05`. Prints each command and the tail of its output (the table's
-first divergence and verdict).
+model (the frozen graph itself with TensorFlow, by this interpreter); the int8 model with `--atol 0.05`. Prints
+each command and the tail of its output (the table's first divergence and verdict).
 """
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ def build(work: Path, variant: str) -> dict[str, Path]:
         if variant == "scaled":
             weights[SCALED_VARIABLE] = weights[SCALED_VARIABLE] * np.float32(FACTOR)
         write_checkpoint(paths["checkpoint"], {**weights, "global_step": np.int64(0)})
-        write_h5(weights, paths["h5"], f"stand-in, seed 1, profile sparse{', ' + variant if variant != 'exact' else ''}")
+        source = "stand-in, seed 1, profile sparse" + ("" if variant == "exact" else f", {variant}")
+        write_h5(weights, paths["h5"], source)
     if not paths["frozen"].is_file():
         freeze_and_convert.freeze(paths["checkpoint"], d)
     if not paths["ir"].is_file():

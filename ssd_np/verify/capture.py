@@ -191,12 +191,12 @@ def undo_layout(value: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, 
 
 
 def to_trace(raw: dict[str, np.ndarray], name_map: dict[str, str | None], outputs=()) -> tuple[dict, dict, dict]:
-    """Runtime tensors -> (trace tensors by TF node in graph order, {layout: [nodes]} undone, {node: runtime
-    name}). The model's own `outputs` (runtime names) are kept as they are and win: their layout is what the
-    model's users get, so a difference there is for `compare` to report. A tensor with another number of elements than its node's is not that node's value (a converter
-    names constants after the op that uses them) and is skipped. When several runtime tensors map to one node
-    (tf2onnx's `X:0` in NCHW, and Transposes `X__12:0` next to it), the one in the reference's shape wins, then
-    one whose layout could be undone, then the first."""
+    """Runtime tensors -> (trace tensors by TF node in graph order, {layout: [nodes]} undone, {node: runtime name}).
+    The model's own `outputs` (runtime names) are kept as they are and win: their layout is what the model's users
+    get, so a difference there is for `compare` to report. A tensor with another number of elements than its
+    node's is not that node's value (a converter names constants after the op that uses them) and is skipped. When
+    several runtime tensors map to one node (tf2onnx's `X:0` in NCHW, and Transposes `X__12:0` next to it), the
+    one in the reference's shape wins, then one whose layout could be undone, then the first."""
     shapes = reference_shapes()
     chosen: dict[str, tuple[np.ndarray, str | None, int, str]] = {}
     for name, value in raw.items():
@@ -254,6 +254,16 @@ def load_runtime(model_path: Path):
                            f"{', '.join(RUNTIMES)} files")
     module_name, _ = RUNTIMES[suffix]
     return importlib.import_module(module_name)
+
+
+def runtime_failure(model_path, x: np.ndarray, convention: Convention, runtime: str,
+                    error: Exception) -> CaptureError:
+    """The one-line error for a runtime that rejects the input fed: its own reason (the last line of its message,
+    where OpenVINO and onnxruntime put it) and the convention fed."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return CaptureError(f"{model_path}: {runtime} failed on input {x.dtype} {list(x.shape)} "
+                        f"({convention.describe()}): {lines[-1] if lines else type(error).__name__}; check the "
+                        f"input convention options")
 
 
 def missing_runtime(suffix: str, package: str) -> CaptureError:

@@ -5,18 +5,20 @@ tensors inside Loop/If bodies cannot be), and the session runs with graph optimi
 (`ORT_DISABLE_ALL`), so no node is fused away and each output is the value the original node computes.
 Initializers (constants such as the folded batch norm `.../batchnorm/mul`) are captured too.
 
-tf2onnx keeps TF's names (`FeatureExtractor/MobilenetV2/Conv/Conv2D:0`) but converts NHWC convolutions by
-wrapping them in Transpose nodes (`..__12`) that its optimizer mostly cancels, leaving NCHW data under TF names:
+tf2onnx keeps TF's names (`FeatureExtractor/MobilenetV2/Conv/Conv2D:0`) but converts NHWC convolutions by wrapping
+them in Transpose nodes (`..__12`) that its optimizer mostly cancels, leaving NCHW data under TF names:
 `capture.to_trace` transposes those back and records it. tf2onnx also folds slim's batch norm into the
 convolutions it follows: such a Conv (`Conv__123`, weights `<scope>/Conv2D/merged_input:0`) computes TF's
-`<scope>/BatchNorm/batchnorm/add_1` and is captured under that name. The input convention comes from the first graph input:
-`image_tensor:0` (uint8 NHWC pixels of any size, the whole graph) or `Preprocessor/sub:0` (preprocessed float).
+`<scope>/BatchNorm/batchnorm/add_1` and is captured under that name. The input convention comes from the first
+graph input: `image_tensor:0` (uint8 NHWC pixels of any size, the whole graph) or `Preprocessor/sub:0`
+(preprocessed float).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from ssd_np.verify.capture import RuntimeCapture, convention_from_shape, folded_bn_node, missing_runtime
+from ssd_np.verify.capture import (CaptureError, RuntimeCapture, convention_from_shape, folded_bn_node,
+                                   missing_runtime, runtime_failure)
 
 
 def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
@@ -27,8 +29,6 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
         import onnxruntime as ort
     except ImportError as e:
         raise missing_runtime(".onnx", e.name or "onnxruntime") from e
-    from ssd_np.verify.capture import CaptureError
-
     try:
         proto = onnx.load(str(model_path))
     except Exception as e:  # protobuf's DecodeError and friends
@@ -58,9 +58,7 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
         names = [o.name for o in session.get_outputs()]
         values = session.run(names, {inputs[0].name: x})
     except Exception as e:  # onnxruntime's own exception types
-        raise CaptureError(f"{model_path}: onnxruntime failed on input {x.dtype} {list(x.shape)} "
-                           f"({convention.describe()}): {str(e).splitlines()[0]}; check the input "
-                           f"convention options") from e
+        raise runtime_failure(model_path, x, convention, "onnxruntime", e) from e
     tensors = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
     tensors.update({inputs[0].name: x})
     tensors.update(zip(names, values))

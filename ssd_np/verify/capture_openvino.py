@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ssd_np.verify.capture import (RuntimeCapture, convention_from_shape, folded_bn_node, missing_runtime,
-                                   reference_shapes, tf_node)
+from ssd_np.verify.capture import (CaptureError, RuntimeCapture, convention_from_shape, folded_bn_node,
+                                   missing_runtime, reference_shapes, runtime_failure, tf_node)
 
 SPLIT_SUFFIXES = ("/Add/Transpose", "/Add", "/Reshape")  # Model Optimizer's names for the parts of BiasAdd
 BN_ADD = "/BatchNorm/batchnorm/add_1"
@@ -66,8 +66,6 @@ def run(model_path: Path, feed, precision: str | None = "f32") -> RuntimeCapture
         import openvino as ov
     except ImportError as e:
         raise missing_runtime(".xml", e.name or "openvino") from e
-    from ssd_np.verify.capture import CaptureError
-
     core = ov.Core()
     try:
         model = core.read_model(str(model_path))
@@ -109,9 +107,7 @@ def run(model_path: Path, feed, precision: str | None = "f32") -> RuntimeCapture
         request = compiled.create_infer_request()
         request.infer({0: x})
     except RuntimeError as e:
-        raise CaptureError(f"{model_path}: OpenVINO failed on input {x.dtype} {list(x.shape)} "
-                           f"({convention.describe()}): {str(e).splitlines()[0]}; check the input "
-                           f"convention options") from e
+        raise runtime_failure(model_path, x, convention, "OpenVINO", e) from e
     tensors = {}
     for index, result in enumerate(model.get_results()):  # the model's own outputs, then those added
         producer = result.input_value(0).get_node()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ssd_np.verify.capture import RuntimeCapture, convention_from_shape, missing_runtime, reference_shapes
+from ssd_np.verify.capture import CaptureError, RuntimeCapture, convention_from_shape, missing_runtime, reference_shapes
 
 
 def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
@@ -20,8 +20,6 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
         import tensorflow as tf
     except ImportError as e:
         raise missing_runtime(".pb", "tensorflow") from e
-    from ssd_np.verify.capture import CaptureError
-
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(Path(model_path).read_bytes())

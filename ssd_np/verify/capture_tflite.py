@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd_np.verify.capture import RuntimeCapture, convention_from_shape, missing_runtime
+from ssd_np.verify.capture import (CaptureError, RuntimeCapture, convention_from_shape, missing_runtime,
+                                   runtime_failure)
 
 
 def _interpreter_module():
@@ -58,8 +59,6 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
 def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
     """Run the model on `feed(convention)`, every tensor preserved; dequantize what is quantized."""
     module, runtime, version = _interpreter_module()
-    from ssd_np.verify.capture import CaptureError
-
     try:
         with warnings.catch_warnings():  # "intended for debugging purposes only": that is the purpose
             warnings.simplefilter("ignore", UserWarning)
@@ -84,9 +83,7 @@ def run(model_path: Path, feed, precision: str | None = None) -> RuntimeCapture:
         interpreter.set_tensor(detail["index"], x)
         interpreter.invoke()
     except (ValueError, RuntimeError) as e:
-        raise CaptureError(f"{model_path}: the TFLite interpreter failed on input {x.dtype} {list(x.shape)} "
-                           f"({convention.describe()}): {str(e).splitlines()[0]}; check the input "
-                           f"convention options") from e
+        raise runtime_failure(model_path, x, convention, "the TFLite interpreter", e) from e
 
     tensors, quantization = {}, {}
     for tensor in interpreter.get_tensor_details():
