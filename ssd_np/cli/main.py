@@ -78,7 +78,7 @@ def _detect(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from ssd_np.verify.trace import write_trace
 
-    count = write_trace(args.image, args.out, args.weights)
+    count = write_trace(args.image, args.out, args.weights, openvino=args.openvino)
     print(f"wrote {args.out}: {count} tensors")
     return EXIT_OK
 
@@ -111,6 +111,24 @@ def _explain(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({len(text) / 1e6:.1f} MB): {count} detection{'s' if count != 1 else ''}, "
           f"{time.monotonic() - start:.1f} s")
     return EXIT_OK
+
+
+def _capture(args: argparse.Namespace) -> int:
+    from ssd_np.verify.capture import capture, read_map
+
+    overrides = {"kind": args.input_kind, "channels": args.channels, "layout": args.layout, "dtype": args.dtype,
+                 "size": args.size}
+    count, coverage = capture(args.model, args.image, args.out, read_map(args.map) if args.map else None,
+                              overrides, None if args.precision == "default" else args.precision)
+    print(f"wrote {args.out}: {count} tensors; {coverage}")
+    return EXIT_OK
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, e.g. 300x300, got {text!r}")
+    return int(height), int(width)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -219,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("image", metavar="IMAGE")
     trace.add_argument("--out", required=True, metavar="TRACE.npz")
     trace.add_argument("--weights", metavar="FILE.h5", help="weights file (default: as `ssd-np detect`)")
+    trace.add_argument("--openvino", action="store_true",
+                       help="also trace OpenVINO's detection_out as DetectionOutput (needs a 300x300 image)")
     trace.set_defaults(run=_trace)
 
     explain = commands.add_parser(
@@ -232,6 +252,28 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", required=True, metavar="PAGE.html", help="the HTML file to write")
     explain.add_argument("--weights", metavar="FILE.h5", help="weights file (default: as `ssd-np detect`)")
     explain.set_defaults(run=_explain)
+
+    capture = commands.add_parser(
+        "capture", epilog=EPILOG, help="run a converted model (ONNX, OpenVINO IR, TFLite, TF .pb) with its own "
+                                       "runtime and save its intermediate tensors as a trace",
+        description="Run MODEL (.onnx: onnxruntime, .xml: OpenVINO, .tflite: LiteRT/tflite-runtime, .pb: "
+                    "TensorFlow) on IMAGE with every intermediate tensor exposed, and save those with a TF "
+                    "counterpart under the reference's node names in the trace format (NHWC, float32, "
+                    "dequantized), for `ssd-np compare`. The image is fed in the model's own input convention, "
+                    "detected from the model; the options below override it.")
+    capture.add_argument("model", metavar="MODEL")
+    capture.add_argument("image", metavar="IMAGE")
+    capture.add_argument("--out", required=True, metavar="CANDIDATE.npz")
+    capture.add_argument("--map", metavar="FILE.json", help="extra name mapping {runtime tensor name: TF node}")
+    capture.add_argument("--precision", default="f32", metavar="PREC",
+                         help="OpenVINO INFERENCE_PRECISION_HINT (default f32; 'default' keeps the plugin's)")
+    capture.add_argument("--input-kind", choices=["pixels", "preprocessed"],
+                         help="feed 0..255 pixels or TF-preprocessed values (2/255 x - 1)")
+    capture.add_argument("--channels", choices=["RGB", "BGR"], help="channel order fed")
+    capture.add_argument("--layout", choices=["NHWC", "NCHW"], help="input layout")
+    capture.add_argument("--dtype", choices=["uint8", "float32"], help="input element type")
+    capture.add_argument("--size", type=_size, metavar="HxW", help="resize the image to HxW (OpenCV bilinear)")
+    capture.set_defaults(run=_capture)
 
     from ssd_np.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL
 
@@ -299,10 +341,13 @@ def _run(args: argparse.Namespace) -> int:
     from ssd_np.weights.fetch import FetchError
     from ssd_np.images import ImageError
     from ssd_np.weights.hdf5 import WeightsError
+    from ssd_np.verify.capture import CaptureError
+    from ssd_np.verify.trace import TraceInputError
 
     try:
         return args.run(args)
-    except (CliError, CheckpointError, WeightsError, FetchError, ImageError, TraceError, EvalError, CocoError) as e:
+    except (CliError, CheckpointError, WeightsError, FetchError, ImageError, TraceError, EvalError, CocoError,
+            CaptureError, TraceInputError) as e:
         print(f"ssd-np: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
