@@ -106,34 +106,39 @@ def _ssd_runners(h5: str) -> tuple[dict, dict[str, list[float]], str]:
     import numba
     import numpy as np
 
-    from ssd_np import anchors, box_coder, box_predictor, mobilenet_v2, model, postprocess, preprocess
+    from ssd_np import model
+    from ssd_np.engine import network
+    from ssd_np.engine.postprocess import OPS, multiclass_nms
+    from ssd_np.engine.preprocess import preprocess
+    from ssd_np.reference import box_coder, postprocess
+    from ssd_np.reference.anchors import ssd_anchors
     from ssd_np.weights.hdf5 import load_weights
 
-    weights = model.prepare(load_weights(h5)[0])  # as Detector does: layouts packed once, not per call
+    layers = model.prepare(load_weights(h5)[0])  # as Detector does: layouts packed once, not per call
     stage_times: dict[str, list[float]] = {s: [] for s in STAGES}
 
     def tf_path(images) -> int:
-        return int(model.tf_outputs(images["rgb"], weights)["num_detections"][0])
+        return int(model.tf_outputs(images["rgb"], layers)["num_detections"][0])
 
     def openvino_path(images) -> int:
-        rows = model.detection_out(images["bgr"], weights)[0, 0]
+        rows = model.detection_out(images["rgb"], layers)[0, 0]
         return int(np.count_nonzero(rows[rows[:, 0] >= 0, 2] > 0))
 
     def staged(images) -> int:
         clock = time.perf_counter
         t0 = clock()
-        x = preprocess.preprocess(images["rgb"])
+        x = preprocess(images["rgb"])
         t1 = clock()
-        features = mobilenet_v2.feature_maps(x, weights)
+        features = network.feature_maps(x, layers)
         t2 = clock()
-        box_encodings, class_logits = box_predictor.predict(features, weights)
+        box_encodings, class_logits = network.predict(features, layers)
         t3 = clock()
-        out = postprocess.tf_outputs(box_encodings, class_logits, anchors.ssd_anchors())
+        out = postprocess.tf_outputs(box_encodings, class_logits, ssd_anchors(), {}, OPS)
         t4 = clock()
-        boxes = box_coder.decode(box_encodings, anchors.ssd_anchors())
-        scores = box_coder.scores(class_logits)[:, 1:]
+        boxes = box_coder.decode(box_encodings, ssd_anchors(), {}, OPS.tf_exp)
+        scores = box_coder.scores(class_logits, {}, OPS.tf_sigmoid)[:, 1:]
         t5 = clock()
-        postprocess.multiclass_nms_fast(boxes, scores)
+        multiclass_nms(boxes, scores)
         t6 = clock()
         for name, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
             stage_times[name].append(dt)

@@ -133,11 +133,13 @@ def _batched_gemm(v, packed, rows, m):
             o = p * width + j0
             for v0, v1 in ((s00, s01), (s10, s11), (s20, s21), (s30, s31), (s40, s41)):
                 vstore(out, o, v0)
-                vstore(out, o + LANES, v1)
+                if NR > LANES:
+                    vstore(out, o + LANES, v1)
                 o += width
             if rows == MR:
                 vstore(out, o, s50)
-                vstore(out, o + LANES, s51)
+                if NR > LANES:
+                    vstore(out, o + LANES, s51)
 
 
 @njit(parallel=True)
