@@ -208,26 +208,13 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
 
     Epilogue per output: v = acc * scale[n]; v = v + shift[n]; then min(max(v, 0), 6) if relu6, then
     v + residual[p * cout + n] if residual is not empty (residual: (ho*wo*cout,), or (0,) for none).
-    Parallel over jobs = (block of mc pixels, panel of NR channels), each `_conv_job` (the parallel loop only
-    calls it: numba's parallel compilation is slow on a large loop body, and one job is work enough).
-    """
-    ho, wo, cout = out.shape
-    m_blocks = (ho * wo + mc - 1) // mc
-    for job in prange(m_blocks * packed.shape[0]):
-        _conv_job(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, blocks, mc, scale, shift, relu6,
-                  residual, out, np.int64(job))  # the parallel loop index is unsigned
-
-
-@njit
-def _conv_job(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, blocks, mc, scale, shift, relu6,
-              residual, out, job):
-    """Job `job` of `_conv_gemm`: output pixels m0 .. m1 (a block of mc) x the NR channels of one panel.
-
-    For each K block (`blocks`), for each tile of MR pixels: the MR x NR sums of the block in vector registers,
-    sequentially over (tap, channel) with FMA; the blocks before the last are added up in the job's partial sums
-    `part`. Pixels past the end of the last tile repeat the last pixel and are not stored. A tap outside the
-    image for all six pixels is skipped (it adds zeros); a kernel row inside the image for all six is one run of
-    kw*cin elements (contiguous in x: the same products in the same order, less bookkeeping).
+    Parallel over jobs = (block of mc pixels, panel of NR channels). In a job, for each K block (`blocks`), for
+    each tile of MR pixels: the MR x NR sums of the block in vector registers, sequentially over (tap, channel)
+    with FMA; the blocks before the last are added up in the job's partial sums `part`. Pixels past the end of
+    the last tile repeat the last pixel and are not stored. A tap outside the image for all six pixels is
+    skipped (it adds zeros); a kernel row inside the image for all six is one run of kw*cin elements (contiguous
+    in x: the same products in the same order, less bookkeeping). The job's body stays inside the parallel loop
+    (as a function of its own, called from it, short-K layers ran ~25 % slower).
     """
     ho, wo, cout = out.shape
     n_pix = ho * wo
@@ -236,67 +223,69 @@ def _conv_job(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, blocks
     pointwise = kh == 1 and kw == 1 and stride == 1  # tap (0, 0) of output pixel p is input pixel p
     zero_row = h * wd * cin
     n_blocks = blocks.shape[0]
-    m0 = (job // panels) * mc
-    m1 = min(m0 + mc, n_pix)
-    j0 = (job % panels) * NR
-    b = packed[job % panels].ravel()
-    part = np.empty((mc + MR) * NR, np.float32)
-    tmp = np.empty(LANES, np.float32)
-    iy = np.zeros(mc + MR, np.int64)  # window origin of each pixel of the job (past the end: the last pixel)
-    ix = np.zeros(mc + MR, np.int64)
-    sc0, sc1 = vload(scale, j0), vload(scale, j0 + NR - LANES)  # the panel's epilogue, in registers
-    sh0, sh1 = vload(shift, j0), vload(shift, j0 + NR - LANES)
-    for i in range(0 if pointwise else mc + MR):
-        q = min(m0 + i, n_pix - 1)
-        iy[i] = (q // wo) * stride - pad_top
-        ix[i] = (q % wo) * stride - pad_left
-    w0, w1 = column_widths(cout, j0)
-    for kb in range(n_blocks):
-        t0, t1, c0, c1 = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2], blocks[kb, 3]
-        last = kb == n_blocks - 1
-        for p in range(m0, m1, MR):
-            i = p - m0
-            iy0, iy1, iy2, iy3, iy4, iy5 = iy[i], iy[i + 1], iy[i + 2], iy[i + 3], iy[i + 4], iy[i + 5]
-            ix0, ix1, ix2, ix3, ix4, ix5 = ix[i], ix[i + 1], ix[i + 2], ix[i + 3], ix[i + 4], ix[i + 5]
-            zero = vsplat(0.0)
-            acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
-            t = t0
-            while t < t1:
-                n = c1 - c0  # products of this step: one tap's channels, or a whole kernel row (below)
-                if pointwise:
-                    end = n_pix - 1
-                    a0, a1, a2 = p * cin, min(p + 1, end) * cin, min(p + 2, end) * cin
-                    a3, a4, a5 = min(p + 3, end) * cin, min(p + 4, end) * cin, min(p + 5, end) * cin
-                else:
-                    ky = t // kw
-                    kx = t % kw
-                    a0 = _patch_offset(iy0 + ky, ix0 + kx, h, wd, cin)
-                    a1 = _patch_offset(iy1 + ky, ix1 + kx, h, wd, cin)
-                    a2 = _patch_offset(iy2 + ky, ix2 + kx, h, wd, cin)
-                    a3 = _patch_offset(iy3 + ky, ix3 + kx, h, wd, cin)
-                    a4 = _patch_offset(iy4 + ky, ix4 + kx, h, wd, cin)
-                    a5 = _patch_offset(iy5 + ky, ix5 + kx, h, wd, cin)
-                    if min(a0, a1, a2, a3, a4, a5) == zero_row:
-                        t += 1
-                        continue  # the whole tile is outside the image at this tap: only zeros to add
-                    if (kx == 0 and t + kw <= t1 and n == cin and max(a0, a1, a2, a3, a4, a5) < zero_row
-                            and max(ix0, ix1, ix2, ix3, ix4, ix5) + kw <= wd):
-                        n = kw * cin  # the kernel row is inside the image for all six: contiguous in x
-                acc = tile_sums(src, a0 + c0, a1 + c0, a2 + c0, a3 + c0, a4 + c0, a5 + c0, b,
-                             (t * cin + c0) * NR, n, w1 == 0, acc)
-                t += n // (c1 - c0)
-            s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
-            r = (p - m0) * NR
-            o = p * cout + j0
-            for i, v0, v1 in ((0, s00, s01), (1, s10, s11), (2, s20, s21), (3, s30, s31), (4, s40, s41),
-                              (5, s50, s51)):
-                valid = p + i < m1
-                finish_tile(v0, part, r, kb, last, sc0, sh0, relu6, residual, out1, o, w0 if valid else 0, tmp)
-                if NR > LANES:
-                    finish_tile(v1, part, r + LANES, kb, last, sc1, sh1, relu6, residual, out1, o + LANES,
-                                w1 if valid else 0, tmp)
-                r += NR
-                o += cout
+    m_blocks = (n_pix + mc - 1) // mc
+    for job in prange(m_blocks * panels):
+        m0 = (job // panels) * mc
+        m1 = min(m0 + mc, n_pix)
+        j0 = (job % panels) * NR
+        b = packed[job % panels].ravel()
+        part = np.empty((mc + MR) * NR, np.float32)
+        tmp = np.empty(LANES, np.float32)
+        iy = np.zeros(mc + MR, np.int64)  # window origin of each pixel of the job (past the end: the last pixel)
+        ix = np.zeros(mc + MR, np.int64)
+        sc0, sc1 = vload(scale, j0), vload(scale, j0 + NR - LANES)  # the panel's epilogue, in registers
+        sh0, sh1 = vload(shift, j0), vload(shift, j0 + NR - LANES)
+        for i in range(0 if pointwise else mc + MR):
+            q = min(m0 + i, n_pix - 1)
+            iy[i] = (q // wo) * stride - pad_top
+            ix[i] = (q % wo) * stride - pad_left
+        w0, w1 = column_widths(cout, j0)
+        for kb in range(n_blocks):
+            t0, t1, c0, c1 = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2], blocks[kb, 3]
+            last = kb == n_blocks - 1
+            for p in range(m0, m1, MR):
+                i = p - m0
+                iy0, iy1, iy2, iy3, iy4, iy5 = iy[i], iy[i + 1], iy[i + 2], iy[i + 3], iy[i + 4], iy[i + 5]
+                ix0, ix1, ix2, ix3, ix4, ix5 = ix[i], ix[i + 1], ix[i + 2], ix[i + 3], ix[i + 4], ix[i + 5]
+                zero = vsplat(0.0)
+                acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
+                t = t0
+                while t < t1:
+                    n = c1 - c0  # products of this step: one tap's channels, or a whole kernel row (below)
+                    if pointwise:
+                        end = n_pix - 1
+                        a0, a1, a2 = p * cin, min(p + 1, end) * cin, min(p + 2, end) * cin
+                        a3, a4, a5 = min(p + 3, end) * cin, min(p + 4, end) * cin, min(p + 5, end) * cin
+                    else:
+                        ky = t // kw
+                        kx = t % kw
+                        a0 = _patch_offset(iy0 + ky, ix0 + kx, h, wd, cin)
+                        a1 = _patch_offset(iy1 + ky, ix1 + kx, h, wd, cin)
+                        a2 = _patch_offset(iy2 + ky, ix2 + kx, h, wd, cin)
+                        a3 = _patch_offset(iy3 + ky, ix3 + kx, h, wd, cin)
+                        a4 = _patch_offset(iy4 + ky, ix4 + kx, h, wd, cin)
+                        a5 = _patch_offset(iy5 + ky, ix5 + kx, h, wd, cin)
+                        if min(a0, a1, a2, a3, a4, a5) == zero_row:
+                            t += 1
+                            continue  # the whole tile is outside the image at this tap: only zeros to add
+                        if (kx == 0 and t + kw <= t1 and n == cin and max(a0, a1, a2, a3, a4, a5) < zero_row
+                                and max(ix0, ix1, ix2, ix3, ix4, ix5) + kw <= wd):
+                            n = kw * cin  # the kernel row is inside the image for all six: contiguous in x
+                    acc = tile_sums(src, a0 + c0, a1 + c0, a2 + c0, a3 + c0, a4 + c0, a5 + c0, b,
+                                 (t * cin + c0) * NR, n, w1 == 0, acc)
+                    t += n // (c1 - c0)
+                s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
+                r = (p - m0) * NR
+                o = p * cout + j0
+                for i, v0, v1 in ((0, s00, s01), (1, s10, s11), (2, s20, s21), (3, s30, s31), (4, s40, s41),
+                                  (5, s50, s51)):
+                    valid = p + i < m1
+                    finish_tile(v0, part, r, kb, last, sc0, sh0, relu6, residual, out1, o, w0 if valid else 0, tmp)
+                    if NR > LANES:
+                        finish_tile(v1, part, r + LANES, kb, last, sc1, sh1, relu6, residual, out1, o + LANES,
+                                    w1 if valid else 0, tmp)
+                    r += NR
+                    o += cout
 
 
 _NO_RESIDUAL = np.zeros(0, np.float32)

@@ -48,12 +48,10 @@ def _bn_store(s, scale, shift, c0, n, relu6, out2, o, tmp):
             out2[o + j] = tmp[j]
 
 
-@njit
+@njit(inline="always")
 def depthwise_row(src, r0, r1, r2, wd, c, stride, pad_left, w2, scale, shift, relu6, out, o, wo, offsets, tmp):
     """One output row: out[o + ox*c + ch] for ox < wo, from the three input rows of its windows, which start at
-    src[r0], src[r1], src[r2] (flat (wd, c) rows; -1: a row outside the image). See _depthwise3x3. A function of
-    its own, not inlined into the parallel loops that call it: numba's parallel compilation is slow on a large
-    loop body."""
+    src[r0], src[r1], src[r2] (flat (wd, c) rows; -1: a row outside the image). See _depthwise3x3."""
     rows = (r0, r1, r2)
     # interior columns: 0 <= ox * stride - pad_left and ox * stride - pad_left + 2 < wd
     ox_begin = min((pad_left + stride - 1) // stride, wo)
@@ -113,14 +111,13 @@ def _depthwise3x3(x, w9, stride, pad_top, pad_left, scale, shift, relu6, out):
     x1 = x.reshape(h * wd * c)
     out1 = out.reshape(ho * wo * c)
     w2 = w9.reshape(9 * c)
-    for row in prange(ho):
-        oy = np.int64(row)  # the parallel loop index is unsigned (uint64 * int64 would be float64)
+    for oy in prange(ho):
         offsets = np.empty(9, np.int64)
         tmp = np.empty(LANES, np.float32)
         iy = oy * stride - pad_top
         r0, r1, r2 = row_start(iy, h, wd * c), row_start(iy + 1, h, wd * c), row_start(iy + 2, h, wd * c)
         depthwise_row(x1, r0, r1, r2, wd, c, stride, pad_left, w2, scale, shift, relu6, out1, oy * wo * c, wo,
-                      offsets, tmp)
+                       offsets, tmp)
 
 
 class Depthwise(NamedTuple):

@@ -66,16 +66,6 @@ def _inverted_residual(x, e_packed, e_scale, e_shift, w9, d_scale, d_shift, stri
     the 1-2 rows it shares with the previous band), the depthwise output row goes to a row buffer, and the
     projection writes the output row. Per output element the same operations as the three separate kernels.
     """
-    for band in prange(bands):
-        _band(x, e_packed, e_scale, e_shift, w9, d_scale, d_shift, stride, pad_top, pad_left, p_packed, p_scale,
-              p_shift, add_input, bands, out, np.int64(band))
-
-
-@njit
-def _band(x, e_packed, e_scale, e_shift, w9, d_scale, d_shift, stride, pad_top, pad_left, p_packed, p_scale,
-          p_shift, add_input, bands, out, band):
-    """Band `band` of `_inverted_residual`'s output rows (the parallel loop only calls it: numba's parallel
-    compilation is slow on a large loop body)."""
     h, wd, cin = x.shape
     ho, wo, cout = out.shape
     inner = w9.shape[1]
@@ -85,27 +75,28 @@ def _band(x, e_packed, e_scale, e_shift, w9, d_scale, d_shift, stride, pad_top, 
     w2 = w9.reshape(9 * inner)
     row = wd * inner
     per_band = (ho + bands - 1) // bands
-    ring = aligned_scratch(3 * row if expand else 0)
-    dw_row = aligned_scratch(wo * inner)
-    offsets = np.empty(9, np.int64)
-    tmp = np.empty(LANES, np.float32)
-    none = np.empty(0, np.float32)
-    src = ring if expand else x1
-    done = -1  # rows up to this one are in the ring
-    for oy in range(band * per_band, min((band + 1) * per_band, ho)):
-        iy = oy * stride - pad_top
-        if expand:
-            for r in range(max(iy, done + 1, 0), min(iy + 3, h)):
-                _pointwise_rows(x1, r * wd * cin, wd, cin, e_packed, e_scale, e_shift, True, none, ring,
-                                (r % 3) * row, inner, tmp)
-                done = r
-        r0, r1, r2 = row_start(iy, h, row), row_start(iy + 1, h, row), row_start(iy + 2, h, row)
-        if expand:  # row iy of the expansion is in ring slot iy % 3
-            r0, r1, r2 = _ring_slot(r0, row), _ring_slot(r1, row), _ring_slot(r2, row)
-        depthwise_row(src, r0, r1, r2, wd, inner, stride, pad_left, w2, d_scale, d_shift, True, dw_row,
-                       0, wo, offsets, tmp)
-        _pointwise_rows(dw_row, 0, wo, inner, p_packed, p_scale, p_shift, False,
-                        x1 if add_input else none, out1, oy * wo * cout, cout, tmp)
+    for band in prange(bands):
+        ring = aligned_scratch(3 * row if expand else 0)
+        dw_row = aligned_scratch(wo * inner)
+        offsets = np.empty(9, np.int64)
+        tmp = np.empty(LANES, np.float32)
+        none = np.empty(0, np.float32)
+        src = ring if expand else x1
+        done = -1  # rows up to this one are in the ring
+        for oy in range(band * per_band, min((band + 1) * per_band, ho)):
+            iy = oy * stride - pad_top
+            if expand:
+                for r in range(max(iy, done + 1, 0), min(iy + 3, h)):
+                    _pointwise_rows(x1, r * wd * cin, wd, cin, e_packed, e_scale, e_shift, True, none, ring,
+                                    (r % 3) * row, inner, tmp)
+                    done = r
+            r0, r1, r2 = row_start(iy, h, row), row_start(iy + 1, h, row), row_start(iy + 2, h, row)
+            if expand:  # row iy of the expansion is in ring slot iy % 3
+                r0, r1, r2 = _ring_slot(r0, row), _ring_slot(r1, row), _ring_slot(r2, row)
+            depthwise_row(src, r0, r1, r2, wd, inner, stride, pad_left, w2, d_scale, d_shift, True, dw_row,
+                           0, wo, offsets, tmp)
+            _pointwise_rows(dw_row, 0, wo, inner, p_packed, p_scale, p_shift, False,
+                            x1 if add_input else none, out1, oy * wo * cout, cout, tmp)
 
 
 _NO_EXPANSION = np.zeros((0, 0, NR), np.float32)

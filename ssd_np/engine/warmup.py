@@ -26,7 +26,7 @@ from numba.core import event
 
 from ssd_np.engine import conv, depthwise, inverted_residual, postprocess, preprocess, winograd
 
-COMPILE_SECONDS = 20
+COMPILE_SECONDS = 30
 KERNELS = (conv._conv_gemm, depthwise._depthwise3x3, inverted_residual._inverted_residual,
            winograd._input_transform, winograd._batched_gemm, winograd._output_transform,
            preprocess._resize_bilinear_tf, postprocess._multiclass_nms)
