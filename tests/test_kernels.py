@@ -122,14 +122,17 @@ def test_blocks_hand():
 
 
 def test_pack_weights_hand():
-    w = np.arange(2 * 3 * 40, dtype=np.float32).reshape(1, 2, 3, 40)  # K = 6, cout = 40: two panels of NR = 32
+    w = np.arange(2 * 3 * 40, dtype=np.float32).reshape(1, 2, 3, 40)  # K = 6, cout = 40: panels of NR (32 or 16)
     packed = conv.pack_weights(w)
-    assert packed.shape == (2, 6, conv.NR)
-    np.testing.assert_array_equal(packed[0], w.reshape(6, 40)[:, :32])
-    np.testing.assert_array_equal(packed[1, :, :8], w.reshape(6, 40)[:, 32:])
-    assert not packed[1, :, 8:].any()
+    nr = conv.NR
+    panels = -(-40 // nr)
+    assert packed.shape == (panels, 6, nr)
+    for p in range(panels):
+        n = min(nr, 40 - p * nr)
+        np.testing.assert_array_equal(packed[p, :, :n], w.reshape(6, 40)[:, p * nr:p * nr + n])
+    assert not packed[-1, :, 40 - (panels - 1) * nr:].any()
     layer = conv.prepare_conv(w, np.full(40, 2, np.float32), np.ones(40, np.float32))
-    assert (layer.kh, layer.kw, layer.cin, layer.cout) == (1, 2, 3, 40) and layer.scale.shape == (64,)
+    assert (layer.kh, layer.kw, layer.cin, layer.cout) == (1, 2, 3, 40) and layer.scale.shape == (panels * nr,)
     assert layer.scale[39] == 2 and layer.scale[40] == 0 and layer.shift[39] == 1
 
 

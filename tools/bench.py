@@ -1,7 +1,7 @@
 """Benchmark ssd_np against OpenVINO, ONNX Runtime, TensorFlow and OpenCV DNN on one image (reference venv).
 
     .venv-ref/bin/python tools/bench.py [--out bench.md] [--work /tmp/ssd_np_bench]
-        [--opencv-samples DIR] [--onnx-pythonpath DIR] [--runs 40] [--asm]
+        [--opencv-samples DIR] [--onnx-pythonpath DIR] [--runs 40] [--asm] [--cpu-name haswell]
 
 Needs the reference venv `.venv-ref/bin/python` (numba, numpy 1.26, tensorflow-cpu 2.17.1, openvino 2024.6,
 onnxruntime, tf2onnx, opencv-python-headless); ssd_np is imported from this repository. A peer whose package or
@@ -17,13 +17,13 @@ What it measures (the performance issue's protocol):
    sleep after each call so one runtime's spinning threads do not eat into the next one's time).
    Reported: median and p10-p90 in ms, and ssd_np's median / the peer's median.
    ssd_np rows: `ssd_np` = `model.tf_outputs` (TF's four outputs, what `Detector` runs) on the RGB image;
-   `ssd_np detection_out` = `model.detection_out` (OpenVINO's output format) on the BGR image.
+   `ssd_np detection_out` = `model.detection_out` (OpenVINO's output format) on the same RGB image.
 2. ssd_np per stage, in the same round-robin (an extra entry): preprocess (`preprocess.preprocess`), backbone
    (`mobilenet_v2.feature_maps`), heads (`box_predictor.predict`), post-processing (`postprocess.tf_outputs`,
    anchors included); then, re-run on the same tensors, its parts: decode (`anchors.ssd_anchors` +
    `box_coder.decode` + `box_coder.scores`) and per-class NMS (`postprocess.multiclass_nms_fast`).
 3. Cold start, in a fresh process of `--ssd-python` (default: the `python3` on PATH, ssd_np's runtime
-   environment) with numba's cache warm: measured inside the process from before `import ssd_np` to the first
+   environment) with numba's cache warm (and the first run, with an empty cache): measured inside the process from before `import ssd_np` to the first
    result of `Detector.load(h5)(image)`, run twice, the second reported. Import + JIT = import time + (first
    image - second image).
 4. Peak RSS (`ru_maxrss`) of a fresh `--ssd-python` process that loads the weights and detects one 640x480 image.
@@ -35,7 +35,14 @@ What it measures (the performance issue's protocol):
    (images / time after the weights are loaded: decoding, model, writing); the wall time of the whole command
    is shown beside it, and, for scale, what two threads of cache-resident FMA work get from the machine
    against one, measured before each round (on a shared VM it is often well under 2x).
-6. `--asm`: `tools/inspect_asm.py` reports whether numba's machine code for ssd_np's kernels uses AVX-512/AVX2
+6. GEMM kernels against the FMA peak at one thread: `conv.conv_bn_act` on three layer shapes and Winograd's
+   batched GEMM, operands cache-resident, against a register-resident FMA loop compiled for the same ISA,
+   interleaved rounds (`--gemm-rounds`).
+7. ISA: `--cpu-name NAME` (e.g. `haswell`: AVX2 + FMA) compiles ssd_np's kernels for another CPU
+   (NUMBA_CPU_NAME, with NUMBA_CPU_FEATURES empty unless `--cpu-features`, and a numba cache under `--work` of
+   its own); the report names the ISA the kernels were compiled for (`engine.simd.TARGET`) and the CPU's flags.
+   The peers are not affected (OpenVINO can be capped with `--env ONEDNN_MAX_CPU_ISA=AVX2`, see the report).
+8. `--asm`: `tools/inspect_asm.py` reports whether numba's machine code for ssd_np's kernels uses AVX-512/AVX2
    registers and FMA instructions.
 
 The machine is described (CPU model, AVX flags, load average before and after): on a shared machine the numbers
@@ -71,12 +78,12 @@ SSD_DO = "ssd_np detection_out"
 STAGED = "ssd_np (staged)"
 STAGES = ("preprocess", "backbone", "heads", "postprocess", "decode", "nms")
 STAGE_LABELS = {
-    "preprocess": "preprocess (`preprocess.preprocess`)",
-    "backbone": "backbone (`mobilenet_v2.feature_maps`)",
-    "heads": "heads (`box_predictor.predict`)",
-    "postprocess": "post-processing total (`postprocess.tf_outputs`, anchors included)",
+    "preprocess": "preprocess (`engine.preprocess.preprocess`)",
+    "backbone": "backbone (`engine.network.feature_maps`)",
+    "heads": "heads (`engine.network.predict`)",
+    "postprocess": "post-processing total (`reference.postprocess.tf_outputs` with `engine.postprocess.OPS`, anchors included)",
     "decode": "&nbsp;&nbsp;of which decode (anchors + `box_coder.decode` + `box_coder.scores`)",
-    "nms": "&nbsp;&nbsp;of which per-class NMS (`postprocess.multiclass_nms_fast`)",
+    "nms": "&nbsp;&nbsp;of which per-class NMS (`engine.postprocess.multiclass_nms`)",
 }
 THREAD_ENV = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -106,34 +113,39 @@ def _ssd_runners(h5: str) -> tuple[dict, dict[str, list[float]], str]:
     import numba
     import numpy as np
 
-    from ssd_np import anchors, box_coder, box_predictor, mobilenet_v2, model, postprocess, preprocess
+    from ssd_np import model
+    from ssd_np.engine import network
+    from ssd_np.engine.postprocess import OPS, multiclass_nms
+    from ssd_np.engine.preprocess import preprocess
+    from ssd_np.reference import box_coder, postprocess
+    from ssd_np.reference.anchors import ssd_anchors
     from ssd_np.weights.hdf5 import load_weights
 
-    weights = model.prepare(load_weights(h5)[0])  # as Detector does: layouts packed once, not per call
+    layers = model.prepare(load_weights(h5)[0])  # as Detector does: layouts packed once, not per call
     stage_times: dict[str, list[float]] = {s: [] for s in STAGES}
 
     def tf_path(images) -> int:
-        return int(model.tf_outputs(images["rgb"], weights)["num_detections"][0])
+        return int(model.tf_outputs(images["rgb"], layers)["num_detections"][0])
 
     def openvino_path(images) -> int:
-        rows = model.detection_out(images["bgr"], weights)[0, 0]
+        rows = model.detection_out(images["rgb"], layers)[0, 0]
         return int(np.count_nonzero(rows[rows[:, 0] >= 0, 2] > 0))
 
     def staged(images) -> int:
         clock = time.perf_counter
         t0 = clock()
-        x = preprocess.preprocess(images["rgb"])
+        x = preprocess(images["rgb"])
         t1 = clock()
-        features = mobilenet_v2.feature_maps(x, weights)
+        features = network.feature_maps(x, layers)
         t2 = clock()
-        box_encodings, class_logits = box_predictor.predict(features, weights)
+        box_encodings, class_logits = network.predict(features, layers)
         t3 = clock()
-        out = postprocess.tf_outputs(box_encodings, class_logits, anchors.ssd_anchors())
+        out = postprocess.tf_outputs(box_encodings, class_logits, ssd_anchors(), {}, OPS)
         t4 = clock()
-        boxes = box_coder.decode(box_encodings, anchors.ssd_anchors())
-        scores = box_coder.scores(class_logits)[:, 1:]
+        boxes = box_coder.decode(box_encodings, ssd_anchors(), {}, OPS.tf_exp)
+        scores = box_coder.scores(class_logits, {}, OPS.tf_sigmoid)[:, 1:]
         t5 = clock()
-        postprocess.multiclass_nms_fast(boxes, scores)
+        multiclass_nms(boxes, scores)
         t6 = clock()
         for name, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
             stage_times[name].append(dt)
@@ -211,8 +223,10 @@ first = detector(sys.argv[2])
 t3 = time.perf_counter()
 detector(sys.argv[2])
 t4 = time.perf_counter()
+import resource
+usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"import": t1 - t0, "weights": t2 - t1, "first": t3 - t2, "second": t4 - t3,
-                  "to_first_result": t3 - t0, "detections": len(first)}))
+                  "to_first_result": t3 - t0, "detections": len(first), "cpu": usage.ru_utime + usage.ru_stime}))
 """
 
 PEAK_RSS = r"""
@@ -226,8 +240,9 @@ print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxr
 MACHINE_SCALING = r"""
 import json, threading, time
 import numba, numpy as np
-from ssd_np import winograd
-from ssd_np.kernels import NR, empty_aligned
+from ssd_np.engine import winograd
+from ssd_np.engine.conv import NR
+from ssd_np.engine.simd import empty_aligned
 # Cache-resident FMA work (a small Winograd GEMM: 0.3 MB of data), one thread alone, then two at once.
 layer = winograd.prepare(np.full((3, 3, 64, 64), 0.01, np.float32), np.zeros(64, np.float32))
 v = empty_aligned((16, 30, 64)); v[:] = 1.0
@@ -245,6 +260,51 @@ threads = [threading.Thread(target=loop, args=(pair, i)) for i in range(2)]
 [t.start() for t in threads]
 [t.join() for t in threads]
 print(json.dumps({"scaling": 2 * alone[0] / max(pair)}))
+"""
+
+GEMM_PEAK = r"""
+import json, sys, time
+import numba, numpy as np
+from ssd_np.engine import conv, simd, winograd
+numba.set_num_threads(1)
+T = simd.TARGET
+# The ISA's FMA peak: a register-resident loop of k independent F32x16 FMA chains (as many as the registers hold
+# beside the two operands, at most 12), compiled by numba for the same CPU name and features as the kernels.
+k = min(12, T.registers // simd.REGISTERS_PER_VECTOR - 2)
+names = [f"s{i}" for i in range(k)]
+src = ["def peak(x, n):", "    a = simd.vload(x, 0)", "    b = simd.vload(x, 16)"]
+src += [f"    {s} = simd.vload(x, {32 + 16 * i})" for i, s in enumerate(names)]
+src += ["    for _ in range(n):"] + [f"        {s} = simd.vfma(a, {s}, b)" for s in names]
+src += [f"    simd.vstore(x, {32 + 16 * i}, {s})" for i, s in enumerate(names)]
+scope = {"simd": simd}
+exec("\n".join(src), scope)
+peak = numba.njit(scope["peak"])
+x = np.full(32 + 16 * k, 0.5, np.float32)
+n = 300_000
+cases = {"peak": (lambda: peak(x, n), 2 * 16 * k * n)}
+rng = np.random.default_rng(0)
+for label, shape, w_shape in (("conv_bn_act 1x1, 19x19x96 -> 576 (K = 96)", (19, 19, 96), (1, 1, 96, 576)),
+                              ("conv_bn_act 1x1, 10x10x960 -> 320 (K = 960)", (10, 10, 960), (1, 1, 960, 320)),
+                              ("conv_bn_act 3x3, 19x19x64 -> 128 (K = 576)", (19, 19, 64), (3, 3, 64, 128))):
+    xx = rng.standard_normal(shape).astype(np.float32)
+    layer = conv.prepare_conv(rng.standard_normal(w_shape).astype(np.float32))
+    cases[label] = ((lambda xx=xx, layer=layer: conv.conv_bn_act(xx, layer, 1, relu6=True)),
+                    2 * shape[0] * shape[1] * int(np.prod(w_shape)))
+wg = winograd.prepare(rng.standard_normal((3, 3, 576, 285)).astype(np.float32), np.zeros(285, np.float32))
+v = simd.empty_aligned((16, 102, 576)); v[:] = 1.0
+m = simd.empty_aligned((16, 102, wg.packed.shape[1] * conv.NR))
+cases[f"winograd._batched_gemm, 16 x (102x576 @ 576x{wg.packed.shape[1] * conv.NR})"] = (
+    lambda: winograd._batched_gemm(v, wg.packed, 6, m), 2 * 16 * 102 * 576 * wg.packed.shape[1] * conv.NR)
+rates = {name: [] for name in cases}
+for f, _ in cases.values():
+    f()
+for _ in range(int(sys.argv[1])):  # interleaved rounds, best of 3 calls of each case per round
+    for name, (f, flops) in cases.items():
+        best = 1e9
+        for _ in range(3):
+            t = time.perf_counter(); f(); best = min(best, time.perf_counter() - t)
+        rates[name].append(flops / best / 1e9)
+print(json.dumps({"target": T._asdict(), "nr": conv.NR, "mr": conv.MR, "accumulators": k, "rates": rates}))
 """
 
 VERSIONS = r"""
@@ -271,12 +331,18 @@ def run_json(python: str, code: str, args: list[str], env: dict) -> tuple[dict, 
     return json.loads(result.stdout.strip().splitlines()[-1]), wall
 
 
-def cold_start(python: str, h5: str, image: str, env: dict) -> dict:
-    """Two fresh processes (the first warms numba's cache if needed); the second's times."""
-    first, _ = run_json(python, COLD_START, [h5, image], env)
+def cold_start(python: str, h5: str, image: str, env: dict, work: Path) -> dict:
+    """Two fresh processes: the first with an empty numba cache (a first run: everything compiled), the second
+    with the benchmark's warm cache; the second's times, the first's time to its result and CPU time."""
+    empty = work / "numba_cache_empty"
+    shutil.rmtree(empty, ignore_errors=True)
+    first, _ = run_json(python, COLD_START, [h5, image], {**env, "NUMBA_CACHE_DIR": str(empty)})
+    shutil.rmtree(empty, ignore_errors=True)
+    run_json(python, COLD_START, [h5, image], env)  # the warm cache, if the workers did not fill it
     second, wall = run_json(python, COLD_START, [h5, image], env)
     second["process_wall"] = wall
     second["first_run_to_first_result"] = first["to_first_result"]
+    second["first_run_cpu"] = first["cpu"]
     second["import_jit"] = second["import"] + max(0.0, second["first"] - second["second"])
     return second
 
@@ -304,6 +370,7 @@ def batch_images(count: int) -> list[Path]:
 
 def peak_rss(python: str, h5: str, work: Path, env: dict) -> dict:
     image = find_image(640, 480, work)
+    run_json(python, PEAK_RSS, [h5, str(image)], env)  # numba's cache warm for this process's types
     out, _ = run_json(python, PEAK_RSS, [h5, str(image)], env)
     out["image"] = image.name
     return out
@@ -338,6 +405,35 @@ def batch_throughput(python: str, h5: str, images: list[Path], env: dict, rounds
         rows.append({"label": label, "options": options, "images": len(images), "rounds": rounds, **median,
                      "rates": [r["rate"] for r in runs[label]], "machine_scaling": scaling})
     return rows
+
+
+def gemm_peak(python: str, env: dict, rounds: int) -> dict:
+    """The GEMM kernels' FLOP rate at one thread against the ISA's FMA peak (`GEMM_PEAK`): per case the median
+    rate and, per round, rate / the peak loop's rate of the same round, its median."""
+    out, _ = run_json(python, GEMM_PEAK, [str(rounds)], env)
+    peak = out["rates"]["peak"]
+    out["cases"] = {name: {**summary_rate(rates), "fraction": percentile([r / q for r, q in zip(rates, peak)], 50)}
+                    for name, rates in out["rates"].items()}
+    return out
+
+
+def summary_rate(rates: list[float]) -> dict[str, float]:
+    return {"median": percentile(rates, 50), "min": min(rates), "max": max(rates)}
+
+
+def numba_target_env(cpu_name: str | None, cpu_features: str | None, work: Path) -> dict:
+    """NUMBA_CPU_NAME / NUMBA_CPU_FEATURES for ssd_np's processes, and a numba cache of their own (the on-disk
+    cache is per source file: kernels for another CPU would evict the host's). A CPU name without features gets
+    the empty feature string, i.e. that CPU's own ISA (numba would otherwise keep the host's features: AVX-512
+    code under the name `haswell`)."""
+    if cpu_name is None and cpu_features is None:
+        return {}
+    env = {"NUMBA_CPU_FEATURES": cpu_features or ""}
+    if cpu_name:
+        env["NUMBA_CPU_NAME"] = cpu_name
+    tag = re.sub(r"[^A-Za-z0-9]+", "_", f"{cpu_name or 'host'}_{cpu_features or ''}").strip("_")
+    env["NUMBA_CACHE_DIR"] = str(work / f"numba_cache_{tag}")
+    return env
 
 
 # ------------------------------------------------------------------------------------------------ the machine
@@ -451,8 +547,9 @@ def report(args, results: dict[int, dict], build_info: dict, extras: dict) -> st
                      f"`import ssd_np` to the first result (import {cs['import']:.2f} s, weights {cs['weights']:.2f} s, "
                      f"first image {cs['first']:.2f} s; second image {cs['second']:.3f} s); "
                      f"**import + JIT {cs['import_jit']:.2f} s** (import + first image − second image); "
-                     f"whole process incl. interpreter start {cs['process_wall']:.2f} s; first of the two processes "
-                     f"{cs['first_run_to_first_result']:.2f} s.")
+                     f"whole process incl. interpreter start {cs['process_wall']:.2f} s. **First run, empty numba cache "
+                     f"(every kernel compiled): {cs['first_run_to_first_result']:.1f} s** to the first result, "
+                     f"{cs['first_run_cpu']:.1f} s CPU.")
     else:
         lines.append(f"Cold start: not measured ({cs}).")
     lines.append("")
@@ -481,6 +578,24 @@ def report(args, results: dict[int, dict], build_info: dict, extras: dict) -> st
         lines.append(f"Batch throughput: not measured ({batch}).")
     lines.append("")
 
+    gemm = extras.get("gemm")
+    lines += ["## GEMM kernels against the FMA peak (1 thread)", ""]
+    if isinstance(gemm, dict):
+        target = gemm["target"]
+        lines += [f"Kernels compiled for `{target['cpu']}`: **{target['isa']}** ({target['vector_bits']}-bit vectors, "
+                  f"{target['registers']} registers; register tile MR x NR = {gemm['mr']} x {gemm['nr']}). Peak: a "
+                  f"register-resident loop of {gemm['accumulators']} independent F32x16 FMA chains compiled for the "
+                  f"same CPU. GFLOP/s median (min–max) over {len(gemm['rates']['peak'])} interleaved rounds (best of "
+                  f"3 calls each); fraction = median over the rounds of rate / that round's peak.", "",
+                  "| kernel (cache-resident operands) | GFLOP/s | fraction of peak |", "|---|---|---|"]
+        for name, c in gemm["cases"].items():
+            share = "1" if name == "peak" else f"{100 * c['fraction']:.0f} %"
+            lines.append(f"| {'FMA peak loop' if name == 'peak' else name} | {c['median']:.1f} ({c['min']:.1f}–"
+                         f"{c['max']:.1f}) | {share} |")
+    else:
+        lines.append(f"Not measured ({gemm}).")
+    lines.append("")
+
     asm = extras.get("asm")
     if asm:
         lines += ["## Machine code of ssd_np's numba kernels (`tools/inspect_asm.py`)", "", asm.strip(), ""]
@@ -500,7 +615,8 @@ def report(args, results: dict[int, dict], build_info: dict, extras: dict) -> st
     sv = extras.get("ssd_versions")
     if isinstance(sv, dict):
         lines.append(f"- ssd_np processes `{args.ssd_python}`: " + ", ".join(f"{k} {v}" for k, v in sv.items()))
-    lines.append(f"- extra environment (`--env`): {', '.join(args.env) or 'none'}")
+    lines.append(f"- extra environment (`--env`): {', '.join(args.env) or 'none'}; numba target of ssd_np's "
+                 f"processes: {', '.join(f'{k}={v!r}' for k, v in extras['numba_env'].items()) or 'the host CPU'}")
     lines.append(f"- models: {build_info['paths']['frozen']} and siblings (built by `tools/peers.py`; ONNX by tf2onnx, "
                  f"opset {peers.ONNX_OPSET}, onnx from {args.onnx_pythonpath or 'the venv'}; OpenCV text graph by "
                  f"{args.opencv_samples or '—'}/tf_text_graph_ssd.py)")
@@ -542,6 +658,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-rounds", type=int, default=3)
     parser.add_argument("--skip-batch", action="store_true", help="do not run the `ssd-np detect` throughput")
     parser.add_argument("--asm", action="store_true", help="also inspect numba's machine code (tools/inspect_asm.py)")
+    parser.add_argument("--cpu-name", help="compile ssd_np's kernels for this LLVM CPU (NUMBA_CPU_NAME, e.g. "
+                        "haswell or znver3 for AVX2 code on an AVX-512 machine), with its own numba cache")
+    parser.add_argument("--cpu-features", help="NUMBA_CPU_FEATURES for ssd_np's kernels (default with --cpu-name: "
+                        "none beyond the CPU's own; e.g. +avx2,+fma,+f16c)")
+    parser.add_argument("--gemm-rounds", type=int, default=15, help="rounds of the GEMM / FMA peak measurement")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for every benchmark process (e.g. OMP_WAIT_POLICY=passive)")
     args = parser.parse_args(argv)
@@ -550,8 +671,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--env takes KEY=VALUE, got {bad[0]!r}")
     extra_env = dict(e.split("=", 1) for e in args.env)
     args.work.mkdir(parents=True, exist_ok=True)
+    numba_env = numba_target_env(args.cpu_name, args.cpu_features, args.work)
+    extra_env.update(numba_env)
 
-    extras: dict = {"machine": machine(), "load_before": load_average()}
+    extras: dict = {"machine": machine(), "load_before": load_average(), "numba_env": numba_env}
     print(f"building/reusing models under {args.work} ...", file=sys.stderr)
     build_info = peers.build(args.work, opencv_samples=args.opencv_samples, onnx_pythonpath=args.onnx_pythonpath)
     available = [p for p in args.peers if p not in build_info["unavailable"]]
@@ -565,11 +688,12 @@ def main(argv: list[str] | None = None) -> int:
     h5 = build_info["paths"]["h5"]
     env = ssd_env(extra_env)
     steps = {
-        "cold_start": lambda: cold_start(args.ssd_python, h5, str(args.image), env),
+        "cold_start": lambda: cold_start(args.ssd_python, h5, str(args.image), env, args.work),
         "peak_rss": lambda: peak_rss(args.ssd_python, h5, args.work, env),
         "batch": (lambda: "skipped (--skip-batch)") if args.skip_batch else
                  (lambda: batch_throughput(args.ssd_python, h5, batch_images(args.batch_images), env,
                                                   args.batch_rounds)),
+        "gemm": lambda: gemm_peak(args.ssd_python, env, args.gemm_rounds),
         "ssd_versions": lambda: run_json(args.ssd_python, VERSIONS, [], env)[0],
     }
     for key, step in steps.items():

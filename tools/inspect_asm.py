@@ -9,7 +9,10 @@ every numba kernel it uses is compiled for the types it really gets, then reads 
 - packed FMA (`vfmadd/vfmsub/vfnmadd/vfnmsub...ps/pd`) by register width: zmm (AVX-512, 16 floats),
   ymm (AVX2/AVX-512VL, 8 floats), xmm (4 floats); scalar FMA (`...ss/sd`);
 - packed float multiplies and adds without FMA (`vmulps`, `vaddps`, ...) by width, and scalar ones (`vmulss`, ...);
-- how many instructions name a zmm / ymm register at all.
+- how many instructions name a zmm / ymm register at all;
+- spills: in each innermost loop with FMA instructions (the register tiles), the FMAs and the vector loads and
+  stores on the stack per iteration (`fma_loops`). Set NUMBA_CPU_NAME / NUMBA_CPU_FEATURES to inspect the code for
+  another CPU (`NUMBA_CPU_NAME=haswell NUMBA_CPU_FEATURES= python3 tools/inspect_asm.py`: AVX2).
 
 Numba does not keep assembly for functions loaded from its cache, so this script compiles every kernel afresh
 into a private cache directory (NUMBA_CACHE_DIR is pointed at a temporary directory before numba is imported;
@@ -66,11 +69,11 @@ def run_forward(weights_path: str | None) -> None:
     from ssd_np.weights.standin import standin_weights
     from ssd_np.weights.hdf5 import load_weights
 
-    weights = load_weights(weights_path)[0] if weights_path else standin_weights(1, "sparse")
+    layers = model.prepare(load_weights(weights_path)[0] if weights_path else standin_weights(1, "sparse"))
     rng = np.random.default_rng(0)
     for h, w in ((300, 300), (480, 640)):
-        model.tf_outputs(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), weights)
-    model.detection_out(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8), weights)
+        model.tf_outputs(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), layers)
+    model.detection_out(rng.integers(0, 256, (300, 300, 3), dtype=np.uint8), layers)
 
 
 def dispatchers():
@@ -78,14 +81,47 @@ def dispatchers():
     import importlib
     import pkgutil
 
-    import ssd_np
     from numba.core.dispatcher import Dispatcher
 
-    for info in pkgutil.iter_modules(ssd_np.__path__):
-        module = importlib.import_module(f"ssd_np.{info.name}")
+    import ssd_np.engine
+
+    for info in pkgutil.iter_modules(ssd_np.engine.__path__):
+        module = importlib.import_module(f"ssd_np.engine.{info.name}")
         for name, obj in sorted(vars(module).items()):
             if isinstance(obj, Dispatcher) and obj.__module__ == module.__name__ and obj.signatures:
                 yield f"{info.name}.{name}", obj
+
+
+LABEL = re.compile(r"^(\.?L\w+|\w+):")
+JUMP = re.compile(r"^\s+j\w+\s+(\.?L\w+)\s*$")
+STACK = re.compile(r"\((%rsp|%rbp)\)")
+VECTOR = re.compile(r"%[xyz]mm")
+
+
+def fma_loops(asm: str) -> list[tuple[int, int]]:
+    """(FMAs, vector loads/stores on the stack) of each innermost loop that contains FMA instructions.
+
+    A loop: a label and a later jump back to it; innermost: no other loop inside it. A vector register moved to
+    or from the stack inside such a loop (`vmovups %ymm3, 96(%rsp)`, `vfmadd231ps 64(%rsp), ...`) is a spill:
+    the register tile does not fit the register file."""
+    lines = asm.splitlines()
+    labels: dict[str, int] = {}
+    loops = []
+    for i, line in enumerate(lines):
+        label, jump = LABEL.match(line), JUMP.match(line)
+        if label:
+            labels[label.group(1)] = i
+        elif jump and jump.group(1) in labels:
+            loops.append((labels[jump.group(1)], i))
+    found = []
+    for a, b in loops:
+        if any(a <= c and d <= b and (c, d) != (a, b) for c, d in loops):
+            continue
+        body = lines[a:b + 1]
+        fmas = sum(1 for line in body if FMA.match(line))
+        if fmas:
+            found.append((fmas, sum(1 for line in body if STACK.search(line) and VECTOR.search(line))))
+    return found
 
 
 def short(sig) -> str:
@@ -118,12 +154,19 @@ def report(args: argparse.Namespace) -> None:
     features = llvm.get_host_cpu_features()
     host = numba.config.CPU_NAME or llvm.get_host_cpu_name()
     flags = [f for f in ("avx2", "fma", "avx512f", "avx512vl", "avx512bw", "avx512dq") if features.get(f)]
+    from ssd_np.engine.conv import MR, NR
+    from ssd_np.engine.simd import TARGET
+
     print(f"numba {numba.__version__}, llvmlite {llvm.llvm_version_info}, target CPU `{host}` "
-          f"(host features: {', '.join(flags)}); every kernel compiled afresh into a private cache directory.")
+          f"(host features: {', '.join(flags)}; NUMBA_CPU_FEATURES {numba.config.CPU_FEATURES!r}): kernels for "
+          f"**{TARGET.isa}** ({TARGET.vector_bits}-bit vectors, {TARGET.registers} registers), register tile "
+          f"{MR} x {NR}; every kernel compiled afresh into a private cache directory. FMA loops: the innermost loops "
+          f"with FMA instructions, `FMAs/stack accesses` per iteration (a vector register moved to or from the "
+          f"stack there is a spill).")
     print()
     print("| kernel | signature | packed FMA zmm / ymm / xmm | scalar FMA | packed mul/add/sub/div/min/max "
-          "zmm / ymm / xmm | scalar mul/add/... | instr. naming zmm / ymm | instructions |")
-    print("|---|---|---|---|---|---|---|---|")
+          "zmm / ymm / xmm | scalar mul/add/... | instr. naming zmm / ymm | instructions | FMA loops |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, disp in dispatchers():
         for sig in disp.signatures:
             asm = disp.inspect_asm(sig)
@@ -133,7 +176,8 @@ def report(args: argparse.Namespace) -> None:
             c = count(asm)
             print(f"| `{name}` | `{short(sig)}` | {c['fma_zmm']} / {c['fma_ymm']} / {c['fma_xmm']} | "
                   f"{c['fma_scalar']} | {c['arith_zmm']} / {c['arith_ymm']} / {c['arith_xmm']} | "
-                  f"{c['arith_scalar']} | {c['zmm']} / {c['ymm']} | {c['instructions']} |")
+                  f"{c['arith_scalar']} | {c['zmm']} / {c['ymm']} | {c['instructions']} | "
+                  f"{', '.join(f'{f}/{st}' for f, st in fma_loops(asm)) or '—'} |")
 
 
 if __name__ == "__main__":

@@ -2,13 +2,14 @@
 
     python3 tools/profile_layers.py [--threads N] [--runs 30] [--image PATH] [--layers] [--fuse-min-bytes N]
 
-Stages: preprocess (`preprocess.preprocess`), backbone (`mobilenet_v2.feature_maps`), heads
-(`box_predictor.predict`), post-processing (`postprocess.tf_outputs`), with the layers prepared once
-(`model.prepare`, as `Detector` does), stand-in weights (seed 1, "sparse"). Reports min and median over `--runs`
-calls after 3 warm-up calls. `--layers` also times every kernel call (`kernels.conv_bn_act`,
-`kernels.depthwise3x3_bn_act`, `kernels.inverted_residual`, `box_predictor.conv_bias`) by wrapping them, listed
-by cost (min over the runs). `--fuse-min-bytes N` runs the blocks whose expansion output has at least N bytes
-as one fused kernel (`mobilenet_v2.FUSE_MIN_EXPANSION_BYTES`). The machine may be shared: compare min with min,
+Stages: preprocess (`engine.preprocess.preprocess`), backbone (`engine.network.feature_maps`), heads
+(`engine.network.predict`), post-processing (`reference.postprocess.tf_outputs` with `engine.postprocess.OPS`),
+with the layers prepared once (`model.prepare`, as `Detector` does), stand-in weights (seed 1, "sparse").
+Reports min and median over `--runs` calls after 3 warm-up calls. `--layers` also times every kernel call
+(`conv_bn_act`, `depthwise3x3_bn_act`, `inverted_residual` and the box predictors, as `engine.network` calls
+them) by wrapping them, listed by cost (min over the runs). `--fuse-min-bytes N` runs the blocks whose expansion
+output has at least N bytes as one fused kernel (`engine.network.FUSE_MIN_EXPANSION_BYTES`). The kernels are
+compiled for numba's CPU (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES; see `engine.simd.TARGET`, printed first). The machine may be shared: compare min with min,
 in one process.
 """
 from __future__ import annotations
@@ -25,7 +26,13 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ssd_np import anchors, box_predictor, mobilenet_v2, model, postprocess, preprocess  # noqa: E402
+from ssd_np import model  # noqa: E402
+from ssd_np.engine import network  # noqa: E402
+from ssd_np.engine.postprocess import OPS  # noqa: E402
+from ssd_np.engine.preprocess import preprocess  # noqa: E402
+from ssd_np.engine.simd import TARGET  # noqa: E402
+from ssd_np.reference import postprocess  # noqa: E402
+from ssd_np.reference.anchors import ssd_anchors  # noqa: E402
 from ssd_np.weights.standin import standin_weights  # noqa: E402
 
 
@@ -35,31 +42,31 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--image", default=str(ROOT / "tests" / "data" / "images" / "exact_300x300.png"))
     parser.add_argument("--layers", action="store_true")
-    parser.add_argument("--fuse-min-bytes", type=int, default=mobilenet_v2.FUSE_MIN_EXPANSION_BYTES)
+    parser.add_argument("--fuse-min-bytes", type=int, default=network.FUSE_MIN_EXPANSION_BYTES)
     args = parser.parse_args()
     numba.set_num_threads(args.threads)
-    mobilenet_v2.FUSE_MIN_EXPANSION_BYTES = args.fuse_min_bytes
+    network.FUSE_MIN_EXPANSION_BYTES = args.fuse_min_bytes
     layers = model.prepare(standin_weights(1, "sparse"))
     rgb = np.ascontiguousarray(np.asarray(Image.open(args.image).convert("RGB")))
     calls: list[tuple[str, float]] = []
     if args.layers:
-        for module, names in ((mobilenet_v2, ("conv_bn_act", "depthwise3x3_bn_act", "inverted_residual")),
-                              (box_predictor, ("conv_bias",))):
-            for name in names:
-                setattr(module, name, _timed(getattr(module, name), name, calls))
+        for name in ("conv_bn_act", "depthwise3x3_bn_act", "inverted_residual"):
+            setattr(network, name, _timed(getattr(network, name), name, calls))
+        for key in [k for k in layers if k.startswith("BoxPredictor_")]:
+            layers[key] = _timed(layers[key], key, calls)
     stages: dict[str, list[float]] = {"preprocess": [], "backbone": [], "heads": [], "postprocess": [], "total": []}
     per_call: dict[int, list[float]] = {}
     labels: dict[int, str] = {}
     for run in range(args.runs + 3):
         calls.clear()
         t0 = time.perf_counter()
-        x = preprocess.preprocess(rgb)
+        x = preprocess(rgb)
         t1 = time.perf_counter()
-        maps = mobilenet_v2.feature_maps(x, layers)
+        maps = network.feature_maps(x, layers)
         t2 = time.perf_counter()
-        boxes, logits = box_predictor.predict(maps, layers)
+        boxes, logits = network.predict(maps, layers)
         t3 = time.perf_counter()
-        postprocess.tf_outputs(boxes, logits, anchors.ssd_anchors())
+        postprocess.tf_outputs(boxes, logits, ssd_anchors(), {}, OPS)
         t4 = time.perf_counter()
         if run < 3:
             continue
@@ -68,7 +75,8 @@ def main() -> None:
         for i, (label, dt) in enumerate(calls):
             per_call.setdefault(i, []).append(dt)
             labels[i] = label
-    print(f"threads {args.threads} ({numba.threading_layer()}), {args.runs} runs: min / median ms")
+    print(f"kernels for {TARGET.cpu} ({TARGET.isa}); threads {args.threads} ({numba.threading_layer()}), "
+          f"{args.runs} runs: min / median ms")
     for name, times in stages.items():
         print(f"  {name:12s} {1e3 * min(times):7.2f} / {1e3 * np.median(times):7.2f}")
     if args.layers:

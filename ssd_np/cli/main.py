@@ -75,6 +75,33 @@ def _detect(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _warmup(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from ssd_np import model
+    from ssd_np.engine.simd import TARGET
+    from ssd_np.engine.warmup import cached, compile_times
+    from ssd_np.weights.hdf5 import MANIFEST
+
+    was_cached = cached()
+    start = time.perf_counter()
+    with compile_times() as seconds:
+        # any weights of the right shapes compile the same kernels (zeros: every box scores 0.5, NMS runs)
+        layers = model.prepare({name: np.zeros(shape, np.float32) for name, shape in MANIFEST.shapes.items()})
+        rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        model.tf_outputs(rgb, layers)  # --format tf and coco
+        model.detection_out(np.ascontiguousarray(rgb[:300, :300]), layers)  # --format openvino
+    wall = time.perf_counter() - start
+    for name, spent in sorted(seconds.items(), key=lambda item: -item[1]):
+        print(f"{spent:6.2f} s  {name}")
+    state = "were already cached" if was_cached and not seconds else "are now cached"
+    print(f"ssd-np: the kernels for {TARGET.cpu} ({TARGET.isa}) {state}: {len(seconds)} compiled in "
+          f"{sum(seconds.values()):.1f} s CPU, {wall:.1f} s in all")
+    return EXIT_OK
+
+
 def _trace(args: argparse.Namespace) -> int:
     from ssd_np.verify.trace import write_trace
 
@@ -206,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG)
     info.add_argument("file", metavar="FILE.h5")
     info.set_defaults(run=_weights_info)
+
+    warmup = commands.add_parser(
+        "warmup", help="compile the numba kernels ahead of time (e.g. in a Docker build step)", epilog=EPILOG,
+        description="Compile every kernel a detection needs into numba's on-disk cache (beside the sources, or "
+                    "NUMBA_CACHE_DIR) for this CPU, and print what was compiled and how long it took. Otherwise "
+                    "the first detection compiles them.")
+    warmup.set_defaults(run=_warmup)
 
     detect = commands.add_parser(
         "detect", help="detect objects in images and folders of images",

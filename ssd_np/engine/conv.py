@@ -7,9 +7,14 @@ packed once (`prepare_conv`) into panels of NR output channels; `conv_bn_act(x, 
 follows a convolution in the graph (`v = acc * scale`, `v = v + shift`: two roundings; then ReLU6 or
 `+ residual`) in the same pass.
 
-The register tile: MR = 6 output pixels x NR = 32 output channels (two vectors) = 12 vector accumulators, over
-K in order with FMA. It runs at the machine's FMA peak when its operands are in cache (measured ~58 GMAC/s per
-core, AVX-512, Zen 4).
+The register tile: MR = 6 output pixels x NR output channels (one or two F32x16 vectors), accumulated over K in
+order with FMA. NR is chosen for the register file numba compiles for (`simd.TARGET`): the tile's accumulators,
+the NR weights of one step and the broadcast input must fit in the vector registers, else the loop spills to the
+stack. AVX-512 (32 zmm): NR = 32, 12 + 2 + 1 = 15 registers. AVX2 (16 ymm, an F32x16 is two): NR = 32 would need
+24 + 4 + 1 = 29, so NR = 16: 12 + 2 + 1 = 15. NEON (32 q registers, an F32x16 is four): NR = 16, 24 + 4 + 1 = 29.
+SSE (16 xmm): NR = 16 still spills (correct, slower). Each output is the same sum in the same order whatever NR
+is: the results do not depend on the ISA. `tools/inspect_asm.py` shows the spills, `tools/bench.py` the fraction
+of the FMA peak reached.
 
 Arithmetic against TF (TF 2.17 CPU, oneDNN graph rewrites off): TF (oneDNN's sgemm inside Eigen's contraction)
 sums each output over K = kh*kw*cin in blocks of kc (a few hundred; it depends on the layer and the CPU's
@@ -26,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from ssd_np.engine.simd import (LANES, check_hwc, empty_aligned, njit, vadd, vbroadcast, vfma, vload, vload_tail,
+from ssd_np.engine.simd import (LANES, REGISTERS_PER_VECTOR, TARGET, check_hwc, empty_aligned, njit, vadd, vbroadcast, vfma, vload, vload_tail,
                                 vmul, vrelu6, vsplat, vstore)
 from ssd_np.reference.mobilenet_v2 import same_padding
 
@@ -35,7 +40,15 @@ from ssd_np.reference.mobilenet_v2 import same_padding
 # ---------------------------------------------------------------------------------------------------------------
 
 MR = 6  # output pixels per register tile
-NR = 32  # output channels per register tile (two vectors): MR x NR = 12 accumulators
+
+
+def tile_registers(nr: int) -> int:
+    """Vector registers the inner loop of an MR x nr tile keeps live: accumulators, one row of weights, one
+    broadcast input."""
+    return (MR * nr // LANES + nr // LANES) * REGISTERS_PER_VECTOR + 1
+
+
+NR = 2 * LANES if tile_registers(2 * LANES) <= TARGET.registers else LANES  # output channels per register tile
 KC_MAX = 1280  # products summed in one block (see the module docstring): 160 KiB of a panel's weights
 MC = 96  # output pixels per parallel job (16 tiles) at most; the jobs of a layer get equal numbers of tiles
 
@@ -108,11 +121,12 @@ def _patch_offset(iy, ix, h, wd, cin):
 def tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True):
     """The register tile: acc (12 vectors: 6 pixel rows x 2 column vectors) + the products of n consecutive
     patch elements, src[a_i + c] (pixel row i) times the packed weight rows b[k + c*NR : ... + NR], c < n,
-    accumulated in order with FMA. narrow: the panel's second column vector is past cout (left as it is).
+    accumulated in order with FMA. narrow: the panel's second column vector is past cout, or NR is one vector
+    (left as it is).
     six=False: a tile of 5 rows (row 5 left as it is). Pass narrow and six as constants: each combination
     compiles to its own loop."""
     s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
-    if narrow:
+    if narrow or NR == LANES:
         for c in range(n):
             b0 = vload(b, k)
             k += NR
@@ -148,6 +162,13 @@ def tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True):
             s50 = vfma(v, b0, s50)
             s51 = vfma(v, b1, s51)
     return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51
+
+
+@njit(inline="always")
+def column_widths(cout, j0):
+    """Valid lanes of the tile's two accumulator columns for the panel starting at channel j0 (the second column
+    has none when NR is one vector: loads for it then re-read the first, stores are skipped)."""
+    return min(cout - j0, LANES), min(max(cout - j0 - LANES, 0), NR - LANES)
 
 
 @njit(inline="always")
@@ -188,11 +209,12 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
     Epilogue per output: v = acc * scale[n]; v = v + shift[n]; then min(max(v, 0), 6) if relu6, then
     v + residual[p * cout + n] if residual is not empty (residual: (ho*wo*cout,), or (0,) for none).
     Parallel over jobs = (block of mc pixels, panel of NR channels). In a job, for each K block (`blocks`), for
-    each tile of MR pixels: the MR x NR sums of the block in 12 vector registers, sequentially over
-    (tap, channel) with FMA; the blocks before the last are added up in the job's partial sums `part`. Pixels
-    past the end of the last tile repeat the last pixel and are not stored. A tap outside the image for all six
-    pixels is skipped (it adds zeros); a kernel row inside the image for all six is one run of kw*cin elements
-    (contiguous in x: the same products in the same order, less bookkeeping).
+    each tile of MR pixels: the MR x NR sums of the block in vector registers, sequentially over (tap, channel)
+    with FMA; the blocks before the last are added up in the job's partial sums `part`. Pixels past the end of
+    the last tile repeat the last pixel and are not stored. A tap outside the image for all six pixels is
+    skipped (it adds zeros); a kernel row inside the image for all six is one run of kw*cin elements (contiguous
+    in x: the same products in the same order, less bookkeeping). The job's body stays inside the parallel loop
+    (as a function of its own, called from it, short-K layers ran ~25 % slower).
     """
     ho, wo, cout = out.shape
     n_pix = ho * wo
@@ -211,14 +233,13 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
         tmp = np.empty(LANES, np.float32)
         iy = np.zeros(mc + MR, np.int64)  # window origin of each pixel of the job (past the end: the last pixel)
         ix = np.zeros(mc + MR, np.int64)
-        sc0, sc1 = vload(scale, j0), vload(scale, j0 + LANES)  # the panel's epilogue, in registers
-        sh0, sh1 = vload(shift, j0), vload(shift, j0 + LANES)
+        sc0, sc1 = vload(scale, j0), vload(scale, j0 + NR - LANES)  # the panel's epilogue, in registers
+        sh0, sh1 = vload(shift, j0), vload(shift, j0 + NR - LANES)
         for i in range(0 if pointwise else mc + MR):
             q = min(m0 + i, n_pix - 1)
             iy[i] = (q // wo) * stride - pad_top
             ix[i] = (q % wo) * stride - pad_left
-        w0 = min(cout - j0, LANES)  # valid lanes of the two accumulator columns
-        w1 = min(max(cout - j0 - LANES, 0), LANES)
+        w0, w1 = column_widths(cout, j0)
         for kb in range(n_blocks):
             t0, t1, c0, c1 = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2], blocks[kb, 3]
             last = kb == n_blocks - 1
@@ -251,7 +272,7 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
                                 and max(ix0, ix1, ix2, ix3, ix4, ix5) + kw <= wd):
                             n = kw * cin  # the kernel row is inside the image for all six: contiguous in x
                     acc = tile_sums(src, a0 + c0, a1 + c0, a2 + c0, a3 + c0, a4 + c0, a5 + c0, b,
-                                     (t * cin + c0) * NR, n, w1 == 0, acc)
+                                 (t * cin + c0) * NR, n, w1 == 0, acc)
                     t += n // (c1 - c0)
                 s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
                 r = (p - m0) * NR
@@ -260,8 +281,9 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
                                   (5, s50, s51)):
                     valid = p + i < m1
                     finish_tile(v0, part, r, kb, last, sc0, sh0, relu6, residual, out1, o, w0 if valid else 0, tmp)
-                    finish_tile(v1, part, r + LANES, kb, last, sc1, sh1, relu6, residual, out1, o + LANES,
-                            w1 if valid else 0, tmp)
+                    if NR > LANES:
+                        finish_tile(v1, part, r + LANES, kb, last, sc1, sh1, relu6, residual, out1, o + LANES,
+                                    w1 if valid else 0, tmp)
                     r += NR
                     o += cout
 

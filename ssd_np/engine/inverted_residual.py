@@ -8,7 +8,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ssd_np.engine.conv import KC_MAX, MR, NR, Conv, finish_tile, tile_sums
+from ssd_np.engine.conv import KC_MAX, MR, NR, Conv, column_widths, finish_tile, tile_sums
 from ssd_np.engine.depthwise import Depthwise, depthwise_row, row_start
 from ssd_np.engine.simd import LANES, aligned_scratch, check_hwc, empty_aligned, njit, vload, vsplat
 from ssd_np.reference.mobilenet_v2 import same_padding
@@ -33,10 +33,9 @@ def _pointwise_rows(src, s0, n_pix, cin, packed, scale, shift, relu6, residual, 
     for jp in range(packed.shape[0]):
         j0 = jp * NR
         b = packed[jp].ravel()
-        sc0, sc1 = vload(scale, j0), vload(scale, j0 + LANES)
-        sh0, sh1 = vload(shift, j0), vload(shift, j0 + LANES)
-        w0 = min(cout - j0, LANES)
-        w1 = min(max(cout - j0 - LANES, 0), LANES)
+        sc0, sc1 = vload(scale, j0), vload(scale, j0 + NR - LANES)
+        sh0, sh1 = vload(shift, j0), vload(shift, j0 + NR - LANES)
+        w0, w1 = column_widths(cout, j0)
         for p in range(0, n_pix, MR):
             a0, a1, a2 = s0 + p * cin, s0 + min(p + 1, n_pix - 1) * cin, s0 + min(p + 2, n_pix - 1) * cin
             a3, a4, a5 = (s0 + min(p + 3, n_pix - 1) * cin, s0 + min(p + 4, n_pix - 1) * cin,
@@ -49,7 +48,9 @@ def _pointwise_rows(src, s0, n_pix, cin, packed, scale, shift, relu6, residual, 
                               (5, s50, s51)):
                 valid = p + i < n_pix
                 finish_tile(v0, tmp, 0, 0, True, sc0, sh0, relu6, residual, out, o, w0 if valid else 0, tmp)
-                finish_tile(v1, tmp, 0, 0, True, sc1, sh1, relu6, residual, out, o + LANES, w1 if valid else 0, tmp)
+                if NR > LANES:
+                    finish_tile(v1, tmp, 0, 0, True, sc1, sh1, relu6, residual, out, o + LANES, w1 if valid else 0,
+                                tmp)
                 o += cout
 
 

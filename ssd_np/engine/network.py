@@ -16,7 +16,7 @@ from functools import partial
 
 import numpy as np
 
-from ssd_np.engine import winograd
+from ssd_np.engine import warmup, winograd
 from ssd_np.engine.conv import conv_bn_act, prepare_conv
 from ssd_np.engine.depthwise import depthwise3x3_bn_act, prepare_depthwise
 from ssd_np.engine.inverted_residual import inverted_residual
@@ -37,6 +37,7 @@ def prepare(weights: dict[str, np.ndarray]) -> dict:
     """Every layer's kernel inputs, computed once from the TF variables, keyed by layer scope without SCOPE
     (`expanded_conv_3/expand`: a `conv.Conv`; `expanded_conv_3/depthwise`: a `depthwise.Depthwise`) and, per
     map i, `BoxPredictor_i`: the function (H, W, C) -> (H, W, A*4 + A*91) of both heads with their biases."""
+    warmup.announce()  # the first compiled code runs here
     layers: dict = {}
     for name in variable_shapes():
         scope, leaf = name[len(SCOPE) + 1:].rsplit("/", 1)

@@ -1,21 +1,34 @@
 """The engine's building blocks: one `njit` decorator, 16-lane float32 vectors for numba, aligned buffers.
 
 Vectors. The hot loops are written with explicit 16-lane float32 vectors (`F32x16`, an LLVM `<16 x float>`: one
-AVX-512 zmm register, two AVX2 ymm): `vload`, `vstore`, `vsplat`, `vbroadcast`, `vfma`, `vmul`, `vadd`,
-`vrelu6`. LLVM does not keep a GEMM's accumulator tile in registers when the tile is an array (it spills it to
+AVX-512 zmm register, two AVX2 ymm, four SSE xmm or NEON q registers): `vload`, `vstore`, `vsplat`, `vbroadcast`,
+`vfma`, `vmul`, `vadd`, `vrelu6`. LLVM does not keep a GEMM's accumulator tile in registers when the tile is an array (it spills it to
 memory or vectorizes the wrong loop); with vector-typed locals the accumulators are SSA values, i.e. registers.
 No fast-math anywhere: `vmul` then `vadd` rounds twice, `vfma` (`llvm.fma`) rounds once, as the kernels they
 mirror do. Outputs and packed weights start on a cache line (`empty_aligned`).
+
+The machine the kernels are compiled for (`TARGET`). numba compiles for the CPU it runs on, or for
+`NUMBA_CPU_NAME` with the features `NUMBA_CPU_FEATURES` (when only the name is given, numba keeps the host's
+features: `NUMBA_CPU_NAME=haswell` alone still emits AVX-512 on an AVX-512 machine; `NUMBA_CPU_NAME=haswell
+NUMBA_CPU_FEATURES=` (empty) gives Haswell's own AVX2 + FMA). At import, `compile_target()` asks LLVM, with the
+same CPU name and features, to compile one `<16 x float>` FMA and reads the assembly: how wide the vector
+registers are that hold an F32x16 (512, 256 or 128 bits), whether the FMA is one instruction, and hence how many
+vector registers there are (32 with AVX-512 and on AArch64, 16 for AVX2 / SSE). The register tiles of conv.py
+are sized from it, so that the accumulators and operands of the inner loop fit the register file.
 """
 from __future__ import annotations
 
 import math
+import re
+from typing import NamedTuple
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, models, register_model
 
 
@@ -55,6 +68,58 @@ def empty_aligned(shape: tuple[int, ...] | int) -> np.ndarray:
 
 LANES = 16
 _VECTOR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Target(NamedTuple):
+    """What numba's machine code runs on: `isa` is "avx512", "avx2" (256-bit vectors with FMA), or a portable
+    description such as "128-bit vectors, FMA" (SSE, NEON) or "..., no FMA" (FMA then costs a library call)."""
+    cpu: str  # LLVM's CPU name (numba's host CPU or NUMBA_CPU_NAME)
+    vector_bits: int  # width of the registers that hold an F32x16
+    registers: int  # vector registers of that width
+    fma: bool  # llvm.fma is one instruction
+    isa: str
+
+
+_PROBE = f"""
+define void @probe({_VECTOR}* %p) {{
+  %a = load {_VECTOR}, {_VECTOR}* %p
+  %b = call {_VECTOR} @llvm.fma.v16f32({_VECTOR} %a, {_VECTOR} %a, {_VECTOR} %a)
+  store {_VECTOR} %b, {_VECTOR}* %p
+  ret void
+}}
+declare {_VECTOR} @llvm.fma.v16f32({_VECTOR}, {_VECTOR}, {_VECTOR})
+"""
+
+
+def compile_target() -> Target:
+    """The `Target` numba compiles for: LLVM compiles one F32x16 FMA for numba's CPU name and features (see the
+    module docstring); the registers it names give the vector width, the instruction whether FMA is native."""
+    cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
+    features = numba.config.CPU_FEATURES
+    if features is None:
+        features = get_host_cpu_features()
+    machine = llvm.Target.from_default_triple().create_target_machine(cpu=cpu, features=features, opt=0)
+    asm = machine.emit_assembly(llvm.parse_assembly(_PROBE))
+    if "zmm" in asm:
+        bits = 512
+    elif "ymm" in asm:
+        bits = 256
+    else:
+        bits = 128
+    fma = re.search(r"\b(vfmadd|vfnmadd|fmla|fmadd|xvmaddasp)", asm) is not None
+    aarch64 = llvm.get_process_triple().startswith(("aarch64", "arm64"))
+    registers = 32 if bits == 512 or aarch64 or "+avx512f" in features else 16
+    if fma and bits == 512:
+        isa = "avx512"
+    elif fma and bits == 256:
+        isa = "avx2"
+    else:
+        isa = f"{bits}-bit vectors, {'FMA' if fma else 'no FMA'}"
+    return Target(cpu, bits, registers, fma, isa)
+
+
+TARGET = compile_target()
+REGISTERS_PER_VECTOR = LANES * 32 // TARGET.vector_bits  # registers that hold one F32x16
 
 
 class F32x16(types.Type):

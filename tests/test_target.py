@@ -1,0 +1,46 @@
+"""The machine the kernels are compiled for (engine.simd.TARGET), the register tile sized from it, and
+`ssd-np warmup` / the first-run notice (engine.warmup)."""
+import numba
+import pytest
+from llvmlite import binding as llvm
+
+from ssd_np.cli.main import main
+from ssd_np.engine import conv, simd, warmup
+
+X86 = llvm.get_process_triple().startswith("x86_64")
+
+
+@pytest.mark.skipif(not X86, reason="x86-64 CPU names")
+@pytest.mark.parametrize("cpu, features, expected", [
+    ("haswell", "", ("avx2", 256, 16, True)),
+    ("skylake-avx512", "", ("avx512", 512, 32, True)),
+    ("znver3", "", ("avx2", 256, 16, True)),
+    ("generic", "", ("128-bit vectors, no FMA", 128, 16, False)),
+    ("haswell", "+avx512f", ("avx512", 512, 32, True)),  # NUMBA_CPU_NAME alone keeps the host's features
+])
+def test_compile_target_follows_numba_cpu(monkeypatch, cpu, features, expected):
+    monkeypatch.setattr(numba.config, "CPU_NAME", cpu)
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", features)
+    target = simd.compile_target()
+    assert (target.isa, target.vector_bits, target.registers, target.fma) == expected
+    assert target.cpu == cpu
+
+
+def test_register_tile_fits_the_register_file():
+    # AVX-512: 6 x 32 = 12 zmm accumulators + 2 + 1; AVX2: 6 x 16 = 12 ymm + 2 + 1; a 6 x 32 tile would need 29 ymm
+    assert conv.NR in (simd.LANES, 2 * simd.LANES)
+    assert conv.tile_registers(conv.NR) <= simd.TARGET.registers or conv.NR == simd.LANES
+    if simd.TARGET.isa == "avx512":
+        assert (conv.NR, conv.tile_registers(conv.NR)) == (32, 15)
+    if simd.TARGET.isa == "avx2":
+        assert (conv.NR, conv.tile_registers(conv.NR), conv.tile_registers(32)) == (16, 15, 29)
+
+
+def test_warmup_compiles_then_everything_is_cached(capsys):
+    assert main(["warmup"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1].startswith(f"ssd-np: the kernels for {simd.TARGET.cpu} ({simd.TARGET.isa}) ")
+    assert warmup.cached()
+    capsys.readouterr()
+    warmup.announce()  # cached: no notice
+    assert capsys.readouterr().err == ""
