@@ -1,5 +1,7 @@
 """The machine the kernels are compiled for (engine.simd.TARGET), the register tile sized from it, and
 `ssd-np warmup` / the first-run notice (engine.warmup)."""
+import sys
+
 import numba
 import pytest
 from llvmlite import binding as llvm
@@ -44,3 +46,17 @@ def test_warmup_compiles_then_everything_is_cached(capsys):
     capsys.readouterr()
     warmup.announce()  # cached: no notice
     assert capsys.readouterr().err == ""
+
+
+def test_first_run_notice_on_a_terminal_only(monkeypatch, capsys):
+    monkeypatch.setattr(warmup, "cached", lambda: False)
+    monkeypatch.setattr(warmup, "_announced", False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    warmup.announce()  # a log or a pipe: nothing
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(warmup, "_announced", False)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    warmup.announce()
+    warmup.announce()  # once per process
+    err = capsys.readouterr().err
+    assert err == f"ssd-np: compiling the numba kernels once (about {warmup.COMPILE_SECONDS} s; cached for later runs)\n"

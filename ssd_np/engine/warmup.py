@@ -7,8 +7,8 @@ kernel's source, argument types, CPU name and CPU features. Later processes load
 - `cached()`: whether the cache holds the main kernels for this CPU: it reads numba's small index file of each
   kernel (`<module>.<kernel>-<line>.pyXY.nbi`; numba returns an empty index when the source changed) and looks
   for an entry made for this CPU name and features. No compilation, a few milliseconds.
-- `announce()`: one line on stderr, once per process, when they are not cached (called where the engine first
-  compiles: `network.prepare`).
+- `announce()`: one line on stderr (a terminal), once per process, when they are not cached (called where the
+  engine first compiles: `network.prepare`).
 - `compile_times()`: the CPU seconds spent compiling each kernel in a block of code (`ssd-np warmup` compiles
   everything a detection needs ahead of time, e.g. in a Docker build step, and prints them).
 
@@ -49,9 +49,10 @@ def cached() -> bool:
 
 
 def announce() -> None:
-    """Tell the user, once per process, that the kernels are being compiled (when they are not cached)."""
+    """Tell the user, once per process, that the kernels are being compiled (when they are not cached). Only on a
+    terminal, like `ssd-np detect`'s progress bar: a log or a caller that reads stderr gets no extra line."""
     global _announced
-    if not _announced and not cached():
+    if not _announced and sys.stderr.isatty() and not cached():
         print(f"ssd-np: compiling the numba kernels once (about {COMPILE_SECONDS} s; cached for later runs)",
               file=sys.stderr, flush=True)
     _announced = True
