@@ -9,7 +9,8 @@ The package in layers, each importing only from the layers before it:
     verify/      trace, compare, COCO evaluation
     report/      self-contained HTML pages (`ssd-np explain`, the compare report), drawn from the reference
     cli/         the `ssd-np` command
-(plus the leaf modules `images` (decoding), `coco_labels`, `draw` (annotated images) and `atomic`, which import
+(plus the leaf modules `images` (decoding), `coco_labels`, `draw` (annotated images), `atomic` and `jit` (the one
+numba decorator), which import
 nothing of ssd_np but each other.)
 
 `from ssd_np import Detector` loads the engine (and numba) on first use only, so `import ssd_np.reference` stays

@@ -15,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ssd_np"
 LAYERS = {  # part of the package -> its rank; a module may import only parts of lower or equal rank
-    "images": 0, "coco_labels": 0, "atomic": 0, "draw": 0,
+    "images": 0, "coco_labels": 0, "atomic": 0, "draw": 0, "jit": 0,
     "reference": 1, "weights": 1,
     "engine": 2,
     "model": 3, "detector": 3,

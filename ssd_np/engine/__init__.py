@@ -1,6 +1,6 @@
 """The fast engine: the reference's graph on numba kernels, the same results held to it by the tests.
 
-    simd.py               the `njit` decorator, 16-lane float32 vectors (LLVM intrinsics), aligned buffers
+    simd.py               the target ISA, 16-lane float32 vectors (LLVM intrinsics), aligned buffers
     conv.py               Conv2D as an implicit GEMM in register tiles, batch norm / ReLU6 / residual fused
     depthwise.py          the 3x3 depthwise convolution, batch norm and ReLU6 fused
     inverted_residual.py  a whole expanded_conv block in one pass over the image's rows

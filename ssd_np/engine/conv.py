@@ -31,8 +31,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from ssd_np.engine.simd import (LANES, REGISTERS_PER_VECTOR, TARGET, check_hwc, empty_aligned, njit, vadd, vbroadcast, vfma, vload, vload_tail,
-                                vmul, vrelu6, vsplat, vstore)
+from ssd_np.engine.simd import (LANES, REGISTERS_PER_VECTOR, TARGET, check_hwc, empty_aligned, vadd, vbroadcast,
+                               vfma, vload, vload_tail, vmul, vrelu6, vsplat, vstore)
+from ssd_np.jit import njit
 from ssd_np.reference.mobilenet_v2 import same_padding
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from ssd_np.engine.simd import (LANES, check_hwc, empty_aligned, njit, vadd, vload, vload_tail, vmul, vrelu6, vsplat,
-                                vstore)
+from ssd_np.engine.simd import LANES, check_hwc, empty_aligned, vadd, vload, vload_tail, vmul, vrelu6, vsplat, vstore
+from ssd_np.jit import njit
 from ssd_np.reference.mobilenet_v2 import same_padding
 
 @njit(inline="always")

@@ -14,7 +14,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ssd_np.engine.simd import njit
+from ssd_np.jit import njit
 from ssd_np.reference.tf_math import (CEPHES_C1, CEPHES_C2, EXP_HI, EXP_POLY, EXPF_C0, EXPF_C1, EXPF_C2,
                                       EXPF_INV_LN2_N, EXPF_OVERFLOW, EXPF_SHIFT, EXPF_TABLE, EXPF_UNDERFLOW, LOG2E,
                                       LOGISTIC_HI, LOGISTIC_POLY, ONEDNN_EXP_POLY, ONEDNN_LN2, ONEDNN_LN_FLT_MAX,

@@ -10,7 +10,8 @@ from numba import prange
 
 from ssd_np.engine.conv import KC_MAX, MR, NR, Conv, column_widths, finish_tile, tile_sums
 from ssd_np.engine.depthwise import Depthwise, depthwise_row, row_start
-from ssd_np.engine.simd import LANES, aligned_scratch, check_hwc, empty_aligned, njit, vload, vsplat
+from ssd_np.engine.simd import LANES, aligned_scratch, check_hwc, empty_aligned, vload, vsplat
+from ssd_np.jit import njit
 from ssd_np.reference.mobilenet_v2 import same_padding
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssd_np.engine.simd import njit
+from ssd_np.jit import njit
 
 F32 = np.float32
 _NO_SIZES = np.zeros(0, F32)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ssd_np.engine import elementwise
 from ssd_np.engine.nms import argsort_by_score, nms_openvino, non_max_suppression_v2
-from ssd_np.engine.simd import njit
+from ssd_np.jit import njit
 from ssd_np.reference.postprocess import (IOU_THRESHOLD, MAX_DETECTIONS_PER_CLASS, OPENVINO_KEEP_TOP_K, OPENVINO_TOP_K,
                                           SCORE_THRESHOLD, Ops)
 

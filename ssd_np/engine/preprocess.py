@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssd_np.engine.simd import njit
+from ssd_np.jit import njit
 from ssd_np.reference.preprocess import INPUT_SIZE, OFFSET, SCALE, check_image, legacy_sampling
 
 

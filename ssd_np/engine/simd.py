@@ -31,13 +31,7 @@ from numba.core import cgutils
 from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, models, register_model
 
-
-def njit(fn=None, *, parallel: bool = False, inline: str = "never"):
-    """`numba.njit` with the engine's settings: compiled once and cached on disk; `nogil` (threads of
-    `ssd-np detect --jobs` run kernels at once); `error_model="numpy"` (x / 0 gives inf or NaN as in NumPy, and
-    no zero-division checks in integer index arithmetic)."""
-    decorate = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=parallel, inline=inline)
-    return decorate(fn) if fn is not None else decorate
+from ssd_np.jit import njit
 
 
 ALIGN = 64  # bytes: a cache line; a vector load or store that straddles two lines costs two

@@ -35,7 +35,8 @@ import numpy as np
 from numba import prange
 
 from ssd_np.engine.conv import MR, NR, tile_sums
-from ssd_np.engine.simd import LANES, check_hwc, empty_aligned, njit, vsplat, vstore
+from ssd_np.engine.simd import LANES, check_hwc, empty_aligned, vsplat, vstore
+from ssd_np.jit import njit
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)

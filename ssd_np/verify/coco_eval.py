@@ -44,8 +44,9 @@ import numbers
 import os
 from dataclasses import dataclass
 
-import numba
 import numpy as np
+
+from ssd_np.jit import njit
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # (T,)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.0, 101)  # (R,)
@@ -362,7 +363,7 @@ def _group_ious(gt_box, gt_crowd, gt_start, dt_box, dt_start):
     return bbox_iou(dt_box[d], gt_box[g], gt_crowd[g]), iou_start
 
 
-@numba.njit(cache=True)
+@njit
 def _match_kernel(iou, iou_start, gt_start, dt_start, gt_order, gt_ignore, gt_crowd, iou_thrs):
     """evaluateImg's greedy matching, loop for loop. Twin: _match_numpy.
 

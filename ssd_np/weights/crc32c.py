@@ -24,6 +24,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ssd_np.jit import njit
+
 POLY = 0x82F63B78  # reflected Castagnoli polynomial
 MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
@@ -53,7 +55,7 @@ def _as_bytes(data: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8)
 
 
-@numba.njit(cache=True)
+@njit
 def _crc32c_kernel(buf, crc, tables):
     """Slicing-by-8 CRC32C of the uint8 array `buf`, extending the (unfinalized-on-entry) CRC `crc`."""
     t0, t1, t2, t3 = tables[0], tables[1], tables[2], tables[3]
