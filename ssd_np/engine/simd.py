@@ -1,4 +1,4 @@
-"""The engine's building blocks: one `njit` decorator, 16-lane float32 vectors for numba, aligned buffers.
+"""The engine's building blocks: the ISA numba compiles for, 16-lane float32 vectors for numba, aligned buffers.
 
 Vectors. The hot loops are written with explicit 16-lane float32 vectors (`F32x16`, an LLVM `<16 x float>`: one
 AVX-512 zmm register, two AVX2 ymm, four SSE xmm or NEON q registers): `vload`, `vstore`, `vsplat`, `vbroadcast`,
