@@ -1,0 +1,57 @@
+"""Tolerance presets for `ssd-np compare --preset fp32|fp16|int8`: when is a candidate's tensor close enough?
+
+A preset says how far a correct build of the model, at that precision, may drift from the reference:
+
+- per tensor, either the elementwise rule `|c - r| <= atol + rtol * |r|` (fp32: float32 runtimes differ only in
+  summation order), or, for reduced-precision builds whose every element carries rounding noise, two whole-tensor
+  measures (`min_sqnr_db`, `min_cosine`, defined in `compare.py`):
+      SQNR = 10 log10(sum r^2 / sum (c - r)^2) dB,   cosine = <r, c> / (|r| |c|);
+- per detection (`detections.py`): detections are paired by class and IoU >= `match_iou`; a pair agrees when
+  its score differs by at most `score_atol` and each box coordinate (normalized) by at most `box_atol`; a
+  detection without a partner is tolerated only when its score is within `score_atol` of the 0.3 threshold
+  (a detection that a correct build may keep or drop).
+
+Values (measured with `tools/measure_presets.py`; the commands and full output are in the docs):
+- fp32: TF 2.17 against the reference differs by at most 1.65e-4 absolute (2.8e-5 of a layer's scale, see
+  `tests/data/golden/tf_spread.json`); the elementwise rule with atol 5e-4, rtol 1e-4 leaves a 3x margin. Scores
+  and boxes move by float noise only: 5e-4 for both.
+- fp16: measured on 17 images (float16-weight OpenVINO IR; the reference with float16 weights and float16
+  activations; bfloat16 OpenVINO as the coarse bound) -- see FP16 below for the worst values.
+- int8: measured on a full-integer TFLite build (TF converter, representative dataset) -- see INT8 below.
+A planted fault that scales one layer by 1.02 has SQNR 20 log10(1 / 0.02) = 34 dB in that layer: the fp16
+preset catches it; the int8 preset cannot (a 2 % change is below int8 quantization noise).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How close a candidate must be: per tensor (elementwise, or SQNR and cosine) and per detection."""
+
+    name: str
+    atol: float                      # elementwise rule |c - r| <= atol + rtol * |r| (also the mismatch column)
+    rtol: float
+    min_sqnr_db: float | None = None   # when set, a tensor passes on SQNR >= min_sqnr_db and cosine >= min_cosine
+    min_cosine: float | None = None
+    score_atol: float = 5e-4         # detections: |score delta|
+    box_atol: float = 5e-4           # detections: max |coordinate delta|, normalized coordinates
+    match_iou: float = 0.5           # detections of the same class pair when IoU >= match_iou
+
+    @property
+    def rule(self) -> str:
+        if self.min_sqnr_db is None:
+            return f"|c - r| <= {self.atol:g} + {self.rtol:g} * |r|"
+        return f"SQNR >= {self.min_sqnr_db:g} dB and cosine >= {self.min_cosine:g}"
+
+
+FP32 = Preset("fp32", atol=5e-4, rtol=1e-4)
+FP16 = Preset("fp16", atol=5e-3, rtol=5e-3, min_sqnr_db=40.0, min_cosine=0.9999, score_atol=0.01, box_atol=0.01)
+INT8 = Preset("int8", atol=0.1, rtol=0.1, min_sqnr_db=12.0, min_cosine=0.97, score_atol=0.1, box_atol=0.05)
+PRESETS = {preset.name: preset for preset in (FP32, FP16, INT8)}
+
+
+def elementwise(atol: float, rtol: float) -> Preset:
+    """A preset with only the elementwise rule (`--atol`, `--rtol` without `--preset`)."""
+    return Preset("custom" if (atol, rtol) != (FP32.atol, FP32.rtol) else "fp32", atol, rtol)
