@@ -8,6 +8,7 @@ The package in layers, each importing only from the layers before it:
     detector.py  the Python API (`Detector`), on the engine;  model.py: the engine's forward pass in one page
     verify/      trace, compare, COCO evaluation
     cli/         the `ssd-np` command
+    report/      self-contained HTML pages (`ssd-np explain`), drawn from the reference's trace
 (plus the leaf modules `images` (decoding), `coco_labels` and `atomic`, which import nothing of ssd_np.)
 
 `from ssd_np import Detector` loads the engine (and numba) on first use only, so `import ssd_np.reference` stays

@@ -71,6 +71,36 @@ def _trace(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _explain(args: argparse.Namespace) -> int:
+    import time
+
+    from ssd_np.atomic import write_atomic
+    from ssd_np.cli.detect import prepare_folder
+    from ssd_np.images import load_rgb
+    from ssd_np.report.explain import explain, render
+    from ssd_np.weights.hdf5 import default_weights_path, load_weights
+
+    start = time.monotonic()
+    out = Path(args.out)
+    if out.is_dir():
+        raise CliError(f"--out {out}: is a folder; give the HTML file to write, e.g. {out / 'explain.html'}")
+    weights_file = Path(args.weights) if args.weights else default_weights_path()
+    weights, attrs = load_weights(weights_file)
+    rgb = load_rgb(args.image)
+    prepare_folder(out.parent, f"--out {out}: folder")
+    source, genuine = str(attrs["source"]), bool(attrs["genuine"])
+    explanation = explain(rgb, weights)
+    text = render(explanation, Path(args.image).name, weights_file.name, source, genuine)
+    write_atomic(out, text.encode("utf-8"))
+    if source.startswith("stand-in"):
+        print(f"ssd-np: warning: {weights_file} holds stand-in weights ({source}): the page says its detections "
+              f"are NOT real", file=sys.stderr)
+    count = int(explanation.trace["num_detections"][0])
+    print(f"wrote {out} ({len(text) / 1e6:.1f} MB): {count} detection{'s' if count != 1 else ''}, "
+          f"{time.monotonic() - start:.1f} s")
+    return EXIT_OK
+
+
 def _compare(args: argparse.Namespace) -> int:
     from ssd_np.verify.compare import main_compare
     from ssd_np.verify.presets import PRESETS
@@ -183,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--out", required=True, metavar="TRACE.npz")
     trace.add_argument("--weights", metavar="FILE.h5", help="weights file (default: as `ssd-np detect`)")
     trace.set_defaults(run=_trace)
+
+    explain = commands.add_parser(
+        "explain", epilog=EPILOG, help="write one HTML page showing every stage of the SSD on an image",
+        description="Follow one image through the model, stage by stage, as the plain-NumPy reference computes it: "
+                    "preprocessing, feature maps, the 1917 anchors, decoded boxes and class scores, per-class "
+                    "non-maximum suppression (what was kept, what was suppressed and why), the final detections "
+                    "(TF's outputs and OpenVINO's detection_out). One self-contained HTML file: images and plots "
+                    "inline, no network, no scripts.")
+    explain.add_argument("image", metavar="IMAGE")
+    explain.add_argument("--out", required=True, metavar="PAGE.html", help="the HTML file to write")
+    explain.add_argument("--weights", metavar="FILE.h5", help="weights file (default: as `ssd-np detect`)")
+    explain.set_defaults(run=_explain)
 
     from ssd_np.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL
     from ssd_np.verify.presets import PRESETS

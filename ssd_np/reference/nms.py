@@ -56,25 +56,34 @@ def iou_openvino(box, size, boxes, sizes):
     return np.where(disjoint | (inter_w <= 0) | (inter_h <= 0), F32(0.0), iou).astype(F32)
 
 
-def greedy(order, overlaps, iou_threshold, max_output_size):
-    """Indices kept by greedy NMS over candidates `order` (priority first); `overlaps(i, rest)` -> IoUs."""
+def greedy(order, overlaps, iou_threshold, max_output_size, suppressed_by=None):
+    """Indices kept by greedy NMS over candidates `order` (priority first); `overlaps(i, rest)` -> IoUs.
+    `suppressed_by`, when given, receives candidate -> (the kept candidate that suppressed it, their IoU);
+    candidates neither kept nor in it were not reached (`max_output_size` selections made)."""
     remaining = np.asarray(order, np.int64)
     kept = []
     while remaining.size and len(kept) < max_output_size:
         best, remaining = remaining[0], remaining[1:]
         kept.append(best)
-        remaining = remaining[~(overlaps(best, remaining) > F32(iou_threshold))]
+        ious = overlaps(best, remaining)
+        suppressed = ious > F32(iou_threshold)
+        if suppressed_by is not None:
+            suppressed_by.update((int(i), (int(best), float(iou))) for i, iou in zip(remaining[suppressed],
+                                                                                   ious[suppressed]))
+        remaining = remaining[~suppressed]
     return np.array(kept, dtype=np.int64)
 
 
-def non_max_suppression_v2(boxes, scores, max_output_size, iou_threshold):
-    """TF `NonMaxSuppressionV2`: (n, 4) boxes, (n,) scores -> selected indices (int64), best first."""
+def non_max_suppression_v2(boxes, scores, max_output_size, iou_threshold, suppressed_by=None):
+    """TF `NonMaxSuppressionV2`: (n, 4) boxes, (n,) scores -> selected indices (int64), best first.
+    `suppressed_by`: see `greedy`."""
     boxes, scores = np.asarray(boxes, F32), np.asarray(scores, F32)
     if boxes.ndim != 2 or boxes.shape[1] != 4 or scores.shape != (boxes.shape[0],):
         raise ValueError(f"non_max_suppression_v2 needs boxes (n, 4) and scores (n,), got {boxes.shape}, "
                          f"{scores.shape}")
     order = np.argsort(-scores, kind="stable")  # score descending, ties to the lower index
-    return greedy(order, lambda i, rest: iou_tf(boxes[i], boxes[rest]), iou_threshold, max_output_size)
+    return greedy(order, lambda i, rest: iou_tf(boxes[i], boxes[rest]), iou_threshold, max_output_size,
+                  suppressed_by)
 
 
 def nms_openvino(candidates, boxes, sizes, nms_threshold):

@@ -65,16 +65,25 @@ def clip_to_window(boxes):
     return clipped, np.flatnonzero((clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1]) > F32(0.0))
 
 
+def class_nms(boxes, scores, suppressed_by=None):
+    """One class of `multiclass_nms`: boxes (N, 4) and the class's scores (N,) -> its NMS candidates' anchor
+    indices (n,) (ascending), clipped boxes (n, 4) and scores (n,), and the positions among them NMS selects
+    (best first). `suppressed_by`, when given, receives position -> (position of the selected box that
+    suppressed it, their IoU) (`nms.greedy`)."""
+    above = np.flatnonzero(scores > SCORE_THRESHOLD)  # FilterGreaterThan_k
+    clipped, nonzero = clip_to_window(boxes[above])  # ClipToWindow_k
+    candidates, clipped = above[nonzero], clipped[nonzero]
+    max_output_size = min(MAX_DETECTIONS_PER_CLASS, len(candidates))
+    selected = nms.non_max_suppression_v2(clipped, scores[candidates], max_output_size, IOU_THRESHOLD, suppressed_by)
+    return candidates, clipped, scores[candidates], selected
+
+
 def multiclass_nms(boxes, class_scores):
     """Per-class filter, clip and NMS, concatenated in class order.
     boxes (N, 4), class_scores (N, 90) -> boxes (n, 4), scores (n,), 0-based classes (n,) float32."""
     kept_boxes, kept_scores, kept_classes = [], [], []
     for k in range(class_scores.shape[1]):
-        above = np.flatnonzero(class_scores[:, k] > SCORE_THRESHOLD)  # FilterGreaterThan_k
-        clipped, nonzero = clip_to_window(boxes[above])  # ClipToWindow_k
-        clipped, scores = clipped[nonzero], class_scores[above, k][nonzero]
-        selected = nms.non_max_suppression_v2(clipped, scores, min(MAX_DETECTIONS_PER_CLASS, len(scores)),
-                                              IOU_THRESHOLD)
+        _, clipped, scores, selected = class_nms(boxes, class_scores[:, k])
         kept_boxes.append(clipped[selected])
         kept_scores.append(scores[selected])
         kept_classes.append(np.full(len(selected), k, dtype=F32))
