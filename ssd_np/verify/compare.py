@@ -730,7 +730,7 @@ Extend = Callable[[Report, dict, dict], None]
 
 
 def main_compare(ref_path, cand_path, atol: float | None = None, rtol: float | None = None, json_out=None,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr, preset: Preset | None = None,
+                 out: TextIO | None = None, err: TextIO | None = None, preset: Preset | None = None,
                  extend: Extend | None = None, html: tuple[str, Callable[[Report], str]] | None = None) -> int:
     """`ssd-np compare`: print the report to `out`, write JSON to `json_out` if given; return the exit status
     (0 pass, 1 mismatch, 2 bad input, with the reason on `err`).
@@ -738,6 +738,7 @@ def main_compare(ref_path, cand_path, atol: float | None = None, rtol: float | N
     The newer options: `preset` (--preset; `atol`, `rtol` override its elementwise rule), `extend(report,
     reference, candidate)` (adds detection verdicts and isolation: `ssd_np.verify.diagnosis`), `html` = (path,
     render(report) -> text) for --html. Any of them makes the report `extended`."""
+    out, err = out or sys.stdout, err or sys.stderr   # looked up at call time (pytest swaps them)
     tolerance = preset or elementwise(DEFAULT_ATOL, DEFAULT_RTOL)
     if atol is not None or rtol is not None:
         tolerance = replace(tolerance, name=tolerance.name if preset else "custom",

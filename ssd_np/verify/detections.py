@@ -135,14 +135,14 @@ class DetectionVerdict:
         return FORMATS[self.format]
 
     def agrees(self, m: Match) -> bool:
-        return abs(m.score_delta) <= self.preset.score_atol and m.box_delta <= self.preset.box_atol
+        return bool(abs(m.score_delta) <= self.preset.score_atol and m.box_delta <= self.preset.box_atol)
 
     def borderline(self, detections: Detections, i: int) -> bool:
         """Whether a correct build may keep or drop detection i: its score is within score_atol of the 0.3
         threshold, or of the lowest score of a full (100-detection) list."""
         score, tol = detections.scores[i], self.preset.score_atol
         full = len(detections) >= MAX_TOTAL_DETECTIONS and score - detections.scores.min() <= tol
-        return abs(score - float(SCORE_THRESHOLD)) <= tol or full
+        return bool(abs(score - float(SCORE_THRESHOLD)) <= tol or full)
 
     @property
     def disagreeing(self) -> list[Match]:

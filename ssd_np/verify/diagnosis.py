@@ -67,16 +67,22 @@ class Diagnosis:
         weights_path = Path(self.weights) if self.weights else default_weights_path()
         weights, _ = load_weights(weights_path)
         check_weights(weights_path, report.meta_reference)
-        inputs = candidate_inputs(reference, candidate)
-        recomputed = recompute(load_rgb(image), weights, inputs)
-        local_reference = {name: value for name, value in recomputed.items() if name in candidate}
-        if not local_reference:
-            raise TraceError("--isolate: no candidate tensor is a node the reference computes")
-        local = compare_traces(local_reference, candidate, preset=report.preset, required=())
-        report.local_detections = [verdict for verdict in detection_verdicts(recomputed, candidate, report.preset)
-                                   if verdict.source == OWN_OUTPUTS]   # the candidate's post-processing alone
-        if report.judge_detections:
-            judge_at_detection_level(local.results, report.local_detections)
-        report.local = {t.name: t for t in local.compared}
-        report.isolation.update(weights=str(weights_path), substituted=len(inputs),
-                                recomputed=len(local_reference))
+        isolate(report, reference, candidate, load_rgb(image), weights)
+        report.isolation["weights"] = str(weights_path)
+
+
+def isolate(report: Report, reference: dict, candidate: dict, rgb: np.ndarray, weights: dict) -> None:
+    """Fill `report.local` (and `local_detections`): every candidate tensor against the reference node recomputed
+    from the candidate's own inputs, for the (H, W, 3) uint8 RGB image and the weights the reference used."""
+    inputs = candidate_inputs(reference, candidate)
+    recomputed = recompute(rgb, weights, inputs)
+    local_reference = {name: value for name, value in recomputed.items() if name in candidate}
+    if not local_reference:
+        raise TraceError("--isolate: no candidate tensor is a node the reference computes")
+    local = compare_traces(local_reference, candidate, preset=report.preset, required=())
+    report.local_detections = [verdict for verdict in detection_verdicts(recomputed, candidate, report.preset)
+                               if verdict.source == OWN_OUTPUTS]   # the candidate's post-processing alone
+    if report.judge_detections:
+        judge_at_detection_level(local.results, report.local_detections)
+    report.local = {t.name: t for t in local.compared}
+    report.isolation.update(substituted=len(inputs), recomputed=len(local_reference))
