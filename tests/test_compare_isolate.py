@@ -17,8 +17,8 @@ from ssd_np.cli.main import main
 from ssd_np.images import load_rgb
 from ssd_np.reference import anchors, model, postprocess, preprocess
 from ssd_np.reference.tracing import record
-from ssd_np.verify.compare import compare_traces
-from ssd_np.verify.diagnosis import Diagnosis, isolate
+from ssd_np.verify.compare import add_detection_verdicts, compare_traces
+from ssd_np.verify.diagnosis import isolate
 from ssd_np.verify.isolate import SubstitutingTrace
 from ssd_np.verify.presets import PRESETS
 from ssd_np.weights.standin import standin_weights
@@ -83,7 +83,7 @@ def isolated(reference, candidate, rgb, weights, preset=None):
     """compare --isolate on in-memory traces (the weights and the image given directly)."""
     report = compare_traces(reference, candidate, preset=preset)
     report.extended, report.judge_detections = True, preset is not None
-    Diagnosis().extend(report, reference, candidate)
+    add_detection_verdicts(report, reference, candidate)
     isolate(report, reference, candidate, rgb, weights)
     return report
 
@@ -182,7 +182,7 @@ def test_cli_isolate_json_and_html(cli_traces, weights_file, capsys):
     print(out[-2500:])
     relu6 = FE + "expanded_conv_13/expand/Relu6"
     assert code == 1
-    assert f"!! local failure #" in out and relu6 in out and "the first divergence" in out
+    assert "!! local failure #" in out and relu6 in out and "the first divergence" in out
     assert "1 local failure(s)" in out
     report = json.loads(json_out.read_text())
     assert report["local_failures"] == [relu6] and report["first_failure"] == relu6

@@ -106,7 +106,7 @@ def _compare(args: argparse.Namespace) -> int:
     from ssd_np.verify.presets import PRESETS
 
     extend = html = None
-    if args.isolate or args.html or args.preset:
+    if args.isolate or args.html:
         from ssd_np.verify.diagnosis import Diagnosis
 
         extend = Diagnosis(args.isolate, args.weights, args.image).extend

@@ -24,7 +24,7 @@ import numpy as np
 from ssd_np.coco_labels import COCO_LABELS
 from ssd_np.report.html import (COLOURS, Box, Html, Mark, Rule, Section, Series, SharedImages, code, figure, join,
                                 page, paragraph, svg_boxes, svg_plot, swatch, table, tag)
-from ssd_np.verify.compare import ACCEPTED, LAYOUTS, Report, TensorResult
+from ssd_np.verify.compare import LAYOUTS, Report, TensorResult
 
 SQNR_CAP_DB = 150.0   # identical tensors have infinite SQNR: plotted at the cap
 DRAWING_WIDTH = 760   # the traced image with the detections, in CSS pixels

@@ -64,7 +64,7 @@ from typing import Callable, Iterable, Mapping, TextIO
 import numpy as np
 
 from ssd_np.atomic import write_atomic
-from ssd_np.verify.detections import OPENVINO_OUTPUTS, TF_OUTPUTS
+from ssd_np.verify.detections import OPENVINO_OUTPUTS, TF_OUTPUTS, detection_verdicts
 from ssd_np.verify.presets import FP32, Preset, elementwise
 
 DEFAULT_ATOL = FP32.atol
@@ -359,6 +359,15 @@ def judge_at_detection_level(results: Iterable[TensorResult], verdicts: list) ->
             t.status = "detections"
 
 
+def add_detection_verdicts(report: "Report", reference: Mapping[str, np.ndarray],
+                           candidate: Mapping[str, np.ndarray]) -> None:
+    """`report.detections` for every output format both traces allow; with `judge_detections` the final
+    outputs are judged by them."""
+    report.detections = detection_verdicts(reference, candidate, report.preset)
+    if report.judge_detections:
+        judge_at_detection_level(report.results, report.detections)
+
+
 @dataclass
 class Report:
     """The comparison of two traces; `format_table()` for people, `to_json()` for machines.
@@ -567,7 +576,9 @@ def _table_header(report: Report, width: int) -> str:
 
 def _extended_lines(report: Report) -> list[str]:
     """The sections of the newer options: isolation, detection verdicts, the pre-NMS tensors."""
-    lines = []
+    lines: list[str] = []
+    if not report.extended:
+        return lines
     if report.local:
         first = report.first_failure
         lines.append(f"isolation (--isolate): each candidate tensor against the reference node recomputed from the "
@@ -596,8 +607,8 @@ def _extended_lines(report: Report) -> list[str]:
                 lines.append(f"   {kind}: class {side.classes[i]} score {side.scores[i]:.4f}"
                              + (" (borderline)" if verdict.borderline(side, i) else ""))
     for verdict in report.local_detections:
-        lines.append(f"post-processing alone (the candidate's outputs against ssd_np's post-processing of the "
-                     f"candidate's own concat, concat_1): " + verdict.summary())
+        lines.append("post-processing alone (the candidate's outputs against ssd_np's post-processing of the "
+                     "candidate's own concat, concat_1): " + verdict.summary())
     pre_nms = [t for t in report.compared if t.name in ("concat", "concat_1")]
     for t in pre_nms:
         lines.append(f"pre-NMS {t.name}: {_status_text(t)}, max rel {_number(t.max_rel, '.3g')}, "
@@ -753,6 +764,8 @@ def main_compare(ref_path, cand_path, atol: float | None = None, rtol: float | N
         report.reference_label, report.candidate_label = str(ref_path), str(cand_path)
         report.extended = bool(preset or extend or html)
         report.judge_detections = preset is not None
+        if report.extended:
+            add_detection_verdicts(report, reference, candidate)
         if extend is not None:
             extend(report, reference, candidate)
         pages = {json_out: lambda: report.to_json() + "\n"} if json_out is not None else {}

@@ -1,9 +1,7 @@
-"""What `ssd-np compare` adds to the per-tensor table with its newer options: detection verdicts and isolation.
+"""What `ssd-np compare --isolate` adds to the comparison: each layer's own error apart from inherited error.
 
-`Diagnosis(isolate, weights, image).extend(report, reference, candidate)` fills a `compare.Report`:
-- `report.detections`: the detection-level verdict of every output format both traces allow
-  (`detections.detection_verdicts`); with --preset the final outputs are judged by it
-  (`compare.judge_at_detection_level`);
+`Diagnosis(isolate, weights, image).extend(report, reference, candidate)` fills a `compare.Report` (whose
+detection verdicts `compare.main_compare` has already added):
 - with --isolate: `report.local`, each candidate tensor against the reference node recomputed from the candidate's
   own inputs (`isolate.recompute`), compared with the same preset, and `report.local_detections`, the candidate's
   final outputs against ssd_np's post-processing of the candidate's own `concat`, `concat_1`;
@@ -52,9 +50,6 @@ class Diagnosis:
             return None
 
     def extend(self, report: Report, reference: dict, candidate: dict) -> None:
-        report.detections = detection_verdicts(reference, candidate, report.preset)
-        if report.judge_detections:
-            judge_at_detection_level(report.results, report.detections)
         image = self._image(report)
         report.isolation = {"image": None if image is None else str(image)}
         if self.isolate:
