@@ -526,7 +526,7 @@ def _local_text(local: TensorResult | None) -> str:
         return "-"
     if local.status in ACCEPTED:
         return "ok"
-    return "LOCAL " + _status_text(local)
+    return "LOCAL " + {"layout": local.layout, "fail": "FAIL", "shape": "SHAPE"}[local.status]
 
 
 def _row(t: TensorResult, width: int, marker: str, report: Report) -> str:
