@@ -199,33 +199,56 @@ def capture(work: Path) -> None:
         _save(traces / "int8-tflite" / f"{stem}.npz", trace)
 
 
+FINAL = ("detection_", "num_detections", "DetectionOutput")
+LOCAL_IMAGES = 3   # images per candidate whose local errors (--isolate) are measured: one reference run each
+
+
+def _worst(results, worst: dict) -> None:
+    for t in results:
+        if t.sqnr_db is None:   # shapes that do not reconcile (e.g. the IR's flattened, permuted concat)
+            continue
+        w = worst.setdefault(t.name, {"sqnr_db": np.inf, "cosine": 1.0, "max_rel": 0.0})
+        w["sqnr_db"] = min(w["sqnr_db"], t.sqnr_db)
+        w["cosine"] = min(w["cosine"], t.cosine)
+        w["max_rel"] = max(w["max_rel"], t.max_rel)
+
+
+def _extremes(worst: dict) -> dict:
+    layers = {name: w for name, w in worst.items() if not name.startswith(FINAL)}
+    if not layers:
+        return {}
+    at = min(layers, key=lambda name: layers[name]["sqnr_db"])
+    return {"tensors": len(layers), "min_sqnr_db": layers[at]["sqnr_db"], "at": at,
+            "min_cosine": min(w["cosine"] for w in layers.values()),
+            "max_rel": max(w["max_rel"] for w in layers.values())}
+
+
 def report(work: Path, json_out: Path | None) -> None:
     from ssd_np.verify.compare import compare_traces, load_trace
-    from ssd_np.verify.detections import detection_verdict
-    from ssd_np.verify.presets import PRESETS
+    from ssd_np.verify.detections import detection_verdicts
+    from ssd_np.verify.diagnosis import isolate
+    from ssd_np.verify.presets import FP32
+    from ssd_np.weights.hdf5 import load_weights
 
     traces = work / "traces"
+    weights, _ = load_weights(work / "seed1-sparse" / "weights.h5")
+    images = {p.stem: p for p in _images()}
     summary = {}
     for candidate in CANDIDATES:
         files = sorted((traces / candidate).glob("*.npz"))
         if not files:
             continue
-        worst: dict[str, dict] = {}
-        detections = {"max_score_delta": 0.0, "max_box_delta": 0.0, "min_iou": 1.0, "unmatched": 0, "extra": 0,
-                      "matched": 0}
-        for path in files:
+        total, local = {}, {}
+        detections = {"matched": 0, "unmatched": 0, "extra": 0, "max_score_delta": 0.0, "max_box_delta": 0.0,
+                      "min_iou": 1.0}
+        for k, path in enumerate(files):
             reference, _ = load_trace(traces / "reference" / path.name)
             cand, _ = load_trace(path)
-            result = compare_traces(reference, cand, preset=PRESETS["fp32"])
-            for t in result.compared:
-                w = worst.setdefault(t.name, {"index": t.index, "sqnr_db": np.inf, "cosine": 1.0, "max_rel": 0.0})
-                w["sqnr_db"] = min(w["sqnr_db"], t.sqnr_db)
-                w["cosine"] = min(w["cosine"], t.cosine)
-                w["max_rel"] = max(w["max_rel"], t.max_rel)
-            for formats in ("tf", "openvino"):
-                verdict = detection_verdict(reference, cand, PRESETS["fp32"], formats)
-                if verdict is None:
-                    continue
+            result = compare_traces(reference, cand, preset=FP32)
+            _worst(result.compared, total)
+            same_layout = {name: value for name, value in cand.items()
+                           if name not in ("concat", "concat_1") or value.shape == reference[name].shape}
+            for verdict in detection_verdicts(reference, same_layout, FP32):
                 detections["matched"] += len(verdict.matches)
                 detections["unmatched"] += len(verdict.unmatched)
                 detections["extra"] += len(verdict.extra)
@@ -233,20 +256,21 @@ def report(work: Path, json_out: Path | None) -> None:
                     detections["max_score_delta"] = max(detections["max_score_delta"], abs(m.score_delta))
                     detections["max_box_delta"] = max(detections["max_box_delta"], m.box_delta)
                     detections["min_iou"] = min(detections["min_iou"], m.iou)
-        layers = [w for name, w in worst.items() if not name.startswith(("detection_", "DetectionOutput",
-                                                                         "num_detections"))]
-        summary[candidate] = {
-            "images": len(files), "tensors": len(worst),
-            "min_sqnr_db": min(w["sqnr_db"] for w in layers), "min_cosine": min(w["cosine"] for w in layers),
-            "max_rel": max(w["max_rel"] for w in layers), "detections": detections,
-            "worst_tensor": min(worst, key=lambda n: worst[n]["sqnr_db"] if n in [k for k in worst if not k.startswith(("detection_", "DetectionOutput", "num_detections"))] else np.inf),
-        }
+            if k < LOCAL_IMAGES:
+                isolate(result, reference, cand, _rgb300(images[path.stem]), weights)
+                _worst(result.local.values(), local)
+        summary[candidate] = {"images": len(files), "total": _extremes(total), "local": _extremes(local),
+                              "local_images": min(LOCAL_IMAGES, len(files)), "detections": detections}
         s = summary[candidate]
-        print(f"{candidate:14s} {s['images']:3d} images {s['tensors']:4d} tensors  min SQNR {s['min_sqnr_db']:6.1f} dB "
-              f"(at {s['worst_tensor']})  min cosine {s['min_cosine']:.6f}  max rel {s['max_rel']:.3g}")
-        print(f"{'':14s} detections: {detections['matched']} matched, {detections['unmatched']} unmatched, "
-              f"{detections['extra']} extra; max |score delta| {detections['max_score_delta']:.3g}, "
-              f"max box delta {detections['max_box_delta']:.3g}, min IoU {detections['min_iou']:.4f}")
+        for kind in ("total", "local"):
+            e = s[kind]
+            if e:
+                print(f"{candidate:14s} {kind:5s} {e['tensors']:4d} tensors: min SQNR {e['min_sqnr_db']:6.1f} dB "
+                      f"(at {e['at']}), min cosine {e['min_cosine']:.6f}, max rel {e['max_rel']:.3g}")
+        d = detections
+        print(f"{candidate:14s} detections over {len(files)} images: {d['matched']} matched, {d['unmatched']} "
+              f"unmatched, {d['extra']} extra; max |score delta| {d['max_score_delta']:.3g}, max box delta "
+              f"{d['max_box_delta']:.3g}, min IoU {d['min_iou']:.4f}")
     if json_out:
         Path(json_out).write_text(json.dumps(summary, indent=1, default=float) + "\n")
 

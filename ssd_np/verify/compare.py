@@ -27,8 +27,14 @@ Defaults `atol = 5e-4`, `rtol = 1e-4`, for float32 runtimes. Measured: TF 2.17 w
 (oneDNN, default threads, Grappler) against the reproducible reference (stand-in seed 1, image 000000037777)
 differs by at most 1.65e-4 (a ReLU6 layer of scale 6: 2.8e-5 of its scale); this rule then needs
 atol >= 1.6e-4 at rtol = 1e-4, so the defaults leave a 3x margin. A real bug (a wrong constant, a transposed
-weight, a missing bias) moves a layer by 1e-2 of its scale or more. Quantized models need a looser
-`--atol` (e.g. 0.05).
+weight, a missing bias) moves a layer by 1e-2 of its scale or more. Reduced-precision and quantized builds:
+`--preset fp16|int8` (`presets.py`: SQNR and cosine per tensor instead of the elementwise rule).
+
+With --preset, --isolate or --html the report is *extended*: per tensor also the cosine similarity
+<r, c> / (|r| |c|) and the SQNR 10 log10(sum r^2 / sum (c - r)^2) dB; the detection-level verdict
+(`detections.py`: detections matched by class and IoU, score and box deltas) and `concat`, `concat_1` on their
+own; with --isolate each tensor's local error (`isolate.py`, `diagnosis.py`). With --preset the final outputs
+are judged by the detection verdict instead of element by element (status "detections").
 
 Layout differences. A tensor that fails is first checked against known convention differences; when undoing
 one makes it pass, the difference is named and the tensor is judged after undoing it, so later tensors are
@@ -48,9 +54,11 @@ Hints. A tensor that still fails is fitted (least squares) with candidate = k * 
 candidate = a * reference + b; a fit that explains every element within tolerance is named: e.g. "candidate = 1.5 * reference" for a wrong scale, or
 "0.5 * reference + 0.5" for another input normalization. Hints do not change the verdict.
 
-Exit status (`main_compare`): 0 when every common tensor is within tolerance, no layout difference was found and
-no final output present in the reference (`FINAL_OUTPUTS`) is missing from the candidate; 1 otherwise; 2 for bad
-input (unreadable file, not an npz trace, no common tensors) with a message naming the problem.
+Exit status (`main_compare`): 0 when every common tensor is within tolerance, no layout difference was found,
+no final output present in the reference is missing from the candidate (`required_outputs`: TF's four, or
+`DetectionOutput` for a candidate in OpenVINO's format) and, with --preset, the detection verdicts pass; 1
+otherwise; 2 for bad input (unreadable file, not an npz trace, no common tensors; --isolate without the traced
+image or weights) with a message naming the problem.
 """
 from __future__ import annotations
 
@@ -750,12 +758,10 @@ def main_compare(ref_path, cand_path, atol: float | None = None, rtol: float | N
     reference, candidate)` (adds detection verdicts and isolation: `ssd_np.verify.diagnosis`), `html` = (path,
     render(report) -> text) for --html. Any of them makes the report `extended`."""
     out, err = out or sys.stdout, err or sys.stderr   # looked up at call time (pytest swaps them)
-    tolerance = preset or elementwise(DEFAULT_ATOL, DEFAULT_RTOL)
-    if atol is not None or rtol is not None:
-        tolerance = replace(tolerance, name=tolerance.name if preset else "custom",
-                            atol=tolerance.atol if atol is None else atol,
-                            rtol=tolerance.rtol if rtol is None else rtol)
-        tolerance = tolerance if preset else elementwise(tolerance.atol, tolerance.rtol)
+    tolerance = preset or FP32
+    given = {key: value for key, value in (("atol", atol), ("rtol", rtol)) if value is not None}
+    if given:
+        tolerance = replace(tolerance, name=f"{tolerance.name} with {', '.join(given)} given", **given)
     try:
         reference, meta_reference = load_trace(ref_path)
         candidate, meta_candidate = load_trace(cand_path)

@@ -74,7 +74,7 @@ def isolate(report: Report, reference: dict, candidate: dict, rgb: np.ndarray, w
     local_reference = {name: value for name, value in recomputed.items() if name in candidate}
     if not local_reference:
         raise TraceError("--isolate: no candidate tensor is a node the reference computes")
-    local = compare_traces(local_reference, candidate, preset=report.preset, required=())
+    local = compare_traces(local_reference, candidate, preset=report.preset.local(), required=())
     report.local_detections = [verdict for verdict in detection_verdicts(recomputed, candidate, report.preset)
                                if verdict.source == OWN_OUTPUTS]   # the candidate's post-processing alone
     if report.judge_detections:

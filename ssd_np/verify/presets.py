@@ -23,7 +23,7 @@ preset catches it; the int8 preset cannot (a 2 % change is below int8 quantizati
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,22 @@ class Preset:
     score_atol: float = 5e-4         # detections: |score delta|
     box_atol: float = 5e-4           # detections: max |coordinate delta|, normalized coordinates
     match_iou: float = 0.5           # detections of the same class pair when IoU >= match_iou
+    local_min_sqnr_db: float | None = None   # --isolate: a tensor's local error (one layer's own rounding)
+    local_min_cosine: float | None = None
 
     @property
     def rule(self) -> str:
         if self.min_sqnr_db is None:
             return f"|c - r| <= {self.atol:g} + {self.rtol:g} * |r|"
         return f"SQNR >= {self.min_sqnr_db:g} dB and cosine >= {self.min_cosine:g}"
+
+    def local(self) -> "Preset":
+        """The preset for local errors (--isolate): a correct layer fed its own inputs adds only its own rounding,
+        so reduced-precision presets hold local errors to a stricter SQNR than the accumulated total."""
+        if self.local_min_sqnr_db is None:
+            return self
+        return replace(self, name=f"{self.name} (local)", min_sqnr_db=self.local_min_sqnr_db,
+                       min_cosine=self.local_min_cosine)
 
 
 FP32 = Preset("fp32", atol=5e-4, rtol=1e-4)
