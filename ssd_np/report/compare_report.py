@@ -22,12 +22,14 @@ import itertools
 import numpy as np
 
 from ssd_np.coco_labels import COCO_LABELS
+from ssd_np.reference.mobilenet_v2 import SCOPE
 from ssd_np.report.html import (COLOURS, Box, Html, Mark, Rule, Section, Series, SharedImages, code, figure, join,
                                 page, paragraph, svg_boxes, svg_plot, swatch, table, tag)
 from ssd_np.verify.compare import LAYOUTS, Report, TensorResult
 
 SQNR_CAP_DB = 150.0   # identical tensors have infinite SQNR: plotted at the cap
 DRAWING_WIDTH = 760   # the traced image with the detections, in CSS pixels
+FEATURE_SCOPE = SCOPE + "/"   # shortened in the table of every tensor
 REFERENCE_COLOUR, CANDIDATE_COLOUR = COLOURS["anchor"], COLOURS["result"]
 STATUS_COLOURS = {"ok": COLOURS["kept"], "detections": COLOURS["kept"], "layout": COLOURS["result"],
                   "fail": COLOURS["dropped"], "shape": COLOURS["dropped"]}
@@ -220,7 +222,7 @@ def _tensor_table(report: Report) -> Html:
     first = report.first_failure
     header = ["#", "tensor", "shape", "max abs", "max rel", "cosine", "SQNR dB", "mismatch", "status"]
     if report.local:
-        header += ["local max rel", "local SQNR dB", "local"]
+        header += ["local SQNR dB", "local"]
     rows = []
     for missing, run in itertools.groupby(report.results, key=lambda t: t.status == "missing"):
         run = list(run)
@@ -228,15 +230,16 @@ def _tensor_table(report: Report) -> Html:
             rows.append(["", tag("em", f"... {len(run)} tensor(s) not in the candidate"), *[""] * (len(header) - 2)])
             continue
         for t in run:
-            name = tag("strong", t.name) if t is first else Html(tag("span", t.name))
+            short = t.name.replace(FEATURE_SCOPE, "…/")
+            name = tag("strong" if t is first else "span", short, title=t.name)
             row = [t.index, name, "×".join(map(str, t.shape)), _fmt(t.max_abs, ".2e"), _fmt(t.max_rel, ".2e"),
                    _fmt(t.cosine, ".6f"), _fmt(t.sqnr_db, ".1f"),
                    "-" if t.mismatch is None else f"{100 * t.mismatch:.3g}%", _status(t)]
             if report.local:
                 local = report.local.get(t.name)
-                row += [_fmt(local and local.max_rel, ".2e"), _fmt(local and local.sqnr_db, ".1f"), _status(local)]
+                row += [_fmt(local and local.sqnr_db, ".1f"), _status(local)]
             rows.append(row)
-    return table(header, rows, id="tensors")
+    return join([paragraph(code("…/"), " stands for ", code(FEATURE_SCOPE), "."), table(header, rows, id="tensors")])
 
 
 def render(report: Report) -> str:
