@@ -60,8 +60,9 @@ class Diagnosis:
         from ssd_np.weights.hdf5 import default_weights_path, load_weights
 
         weights_path = Path(self.weights) if self.weights else default_weights_path()
+        if weights_path.is_file():
+            check_weights(weights_path, report.meta_reference)
         weights, _ = load_weights(weights_path)
-        check_weights(weights_path, report.meta_reference)
         isolate(report, reference, candidate, load_rgb(image), weights)
         report.isolation["weights"] = str(weights_path)
 
