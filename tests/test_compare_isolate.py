@@ -130,11 +130,13 @@ def test_scaled_layer_is_the_only_local_failure(reference, rgb, weights, scaled_
 
 def test_scaled_layer_in_a_fused_runtime(reference, rgb, weights, scaled_weights):
     candidate = fused(traced(rgb, scaled_weights))
-    for preset in (None, PRESETS["fp16"]):
-        report = isolated(reference, candidate, rgb, weights, preset)
-        assert report.first_failure.name == FE + "expanded_conv_13/expand/Relu6"
-        assert local_failures(report) == [FE + "expanded_conv_13/expand/Relu6"]
-        assert 30 < report.local[FE + "expanded_conv_13/expand/Relu6"].sqnr_db < PRESETS["fp16"].min_sqnr_db
+    relu6 = FE + "expanded_conv_13/expand/Relu6"
+    report = isolated(reference, candidate, rgb, weights)
+    assert report.first_failure.name == relu6 and local_failures(report) == [relu6]
+    fp16 = PRESETS["fp16"]   # a float16 build drifts by more than 2 % in total, but not locally
+    report = isolated(reference, candidate, rgb, weights, fp16)
+    assert local_failures(report) == [relu6]
+    assert fp16.min_sqnr_db < report.local[relu6].sqnr_db < fp16.local_min_sqnr_db
 
 
 def test_bgr_input_is_a_local_layout_failure_of_the_preprocessing(reference, rgb, weights):
@@ -176,8 +178,8 @@ def cli_traces(tmp_path_factory, reference, rgb, scaled_weights, weights_file):
 def test_cli_isolate_json_and_html(cli_traces, weights_file, capsys):
     folder, ref, cand = cli_traces
     json_out, html_out = folder / "report.json", folder / "report.html"
-    code = main(["compare", ref, cand, "--isolate", "--weights", str(weights_file), "--preset", "fp16",
-                 "--json", str(json_out), "--html", str(html_out)])
+    code = main(["compare", ref, cand, "--isolate", "--weights", str(weights_file), "--json", str(json_out),
+                 "--html", str(html_out)])
     out = capsys.readouterr().out
     print(out[-2500:])
     relu6 = FE + "expanded_conv_13/expand/Relu6"
@@ -186,7 +188,7 @@ def test_cli_isolate_json_and_html(cli_traces, weights_file, capsys):
     assert "1 local failure(s)" in out
     report = json.loads(json_out.read_text())
     assert report["local_failures"] == [relu6] and report["first_failure"] == relu6
-    assert report["preset"]["name"] == "fp16" and report["isolation"]["image"] == str(IMAGE)
+    assert report["preset"]["name"] == "fp32" and report["isolation"]["image"] == str(IMAGE)
     row = {t["name"]: t for t in report["tensors"]}[relu6]
     assert row["local"]["status"] == "fail" and row["sqnr_db"] < 40 and 0.99 < row["cosine"] < 1
     assert report["detections"][0]["format"] == "tf"

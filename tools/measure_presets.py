@@ -98,15 +98,17 @@ def _openvino_traces(xml: Path, names: set[str], config: dict, images: dict[str,
     model = core.read_model(str(xml))
     extra = [op.output(0) for op in model.get_ops() if op.get_friendly_name() in names]
     model.add_outputs(extra)
+    producers = [output.get_node().input_value(0).get_node() for output in model.outputs]  # Result <- op
+    keys = ["DetectionOutput" if op.get_type_name() == "DetectionOutput" else op.get_friendly_name()
+            for op in producers]
     compiled = core.compile_model(model, "CPU", config)
     print(f"  {xml.name}: inference precision {compiled.get_property('INFERENCE_PRECISION_HINT')}")
     traces = {}
     for stem, rgb in images.items():
         result = compiled(rgb[None, :, :, ::-1].copy())  # the IR takes BGR uint8 NHWC
         trace = {}
-        for output, value in result.items():
-            op_name = output.get_node().get_friendly_name()
-            name = "DetectionOutput" if output.get_node().get_type_name() == "DetectionOutput" else op_name
+        for name, output in zip(keys, compiled.outputs):
+            value = result[output]
             if value.ndim == 4 and name != "DetectionOutput":
                 value = value.transpose(0, 2, 3, 1)  # NCHW -> NHWC
             trace[name] = value
@@ -167,13 +169,16 @@ def capture(work: Path) -> None:
     weights, _ = load_weights(paths["h5"])
     images = {p.stem: _rgb300(p) for p in _images()}
     traces = work / "traces"
+    def done(candidate: str) -> bool:   # traces already captured (delete the folder to capture again)
+        return all((traces / candidate / f"{stem}.npz").is_file() for stem in images)
+
     references = {stem: reference_trace(rgb, weights) for stem, rgb in images.items()}
-    for stem, trace in references.items():
+    for stem, trace in references.items() if not done("reference") else ():
         _save(traces / "reference" / f"{stem}.npz", trace)
     names = set(next(iter(references.values())))
 
     half_weights = {k: v.astype(np.float16).astype(np.float32) for k, v in weights.items()}
-    for stem, rgb in images.items():
+    for stem, rgb in images.items() if not done("fp16-emulated") else ():
         _save(traces / "fp16-emulated" / f"{stem}.npz", reference_trace(rgb, half_weights, Float16Trace()))
 
     import openvino as ov
@@ -184,7 +189,7 @@ def capture(work: Path) -> None:
     runs = {"fp16-ir": (fp16_xml, {"INFERENCE_PRECISION_HINT": "f32"}),
             "bf16-ov": (paths["ir"], {"INFERENCE_PRECISION_HINT": "bf16"})}
     for candidate, (xml, config) in runs.items():
-        for stem, trace in _openvino_traces(xml, names, config, images).items():
+        for stem, trace in _openvino_traces(xml, names, config, images).items() if not done(candidate) else ():
             _save(traces / candidate / f"{stem}.npz", trace)
 
     from paths import COCO
@@ -195,7 +200,7 @@ def capture(work: Path) -> None:
     tflite = _tflite_int8(paths["frozen"], paths["frozen"].with_name("int8.tflite"), calibration)
     print(f"  {tflite.name}: {tflite.stat().st_size / 2**20:.1f} MiB")
     inputs = {stem: trace["Preprocessor/sub"][0] for stem, trace in references.items()}
-    for stem, trace in _tflite_traces(tflite, names, inputs).items():
+    for stem, trace in _tflite_traces(tflite, names, inputs).items() if not done("int8-tflite") else ():
         _save(traces / "int8-tflite" / f"{stem}.npz", trace)
 
 

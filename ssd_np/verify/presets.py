@@ -57,8 +57,10 @@ class Preset:
 
 
 FP32 = Preset("fp32", atol=5e-4, rtol=1e-4)
-FP16 = Preset("fp16", atol=5e-3, rtol=5e-3, min_sqnr_db=40.0, min_cosine=0.9999, score_atol=0.01, box_atol=0.01)
-INT8 = Preset("int8", atol=0.1, rtol=0.1, min_sqnr_db=12.0, min_cosine=0.97, score_atol=0.1, box_atol=0.05)
+FP16 = Preset("fp16", atol=5e-3, rtol=5e-3, min_sqnr_db=15.0, min_cosine=0.99, score_atol=0.03, box_atol=0.015,
+              local_min_sqnr_db=50.0, local_min_cosine=0.99999)
+INT8 = Preset("int8", atol=0.1, rtol=0.1, min_sqnr_db=0.0, min_cosine=0.7, score_atol=0.2, box_atol=0.25,
+              match_iou=0.5, local_min_sqnr_db=20.0, local_min_cosine=0.995)
 PRESETS = {preset.name: preset for preset in (FP32, FP16, INT8)}
 
 
