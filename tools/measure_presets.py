@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 MEASURED_IMAGES = ROOT / "tests" / "data" / "images"
 CALIBRATION_IMAGES = 24
 CANDIDATES = ("fp16-ir", "bf16-ov", "fp16-emulated", "int8-tflite")
+PRESET_OF = {"fp16-ir": "fp16", "bf16-ov": "fp16", "fp16-emulated": "fp16", "int8-tflite": "int8"}
 
 
 def _images() -> list[Path]:
@@ -232,7 +233,9 @@ def report(work: Path, json_out: Path | None) -> None:
     from ssd_np.verify.compare import compare_traces, load_trace
     from ssd_np.verify.detections import detection_verdicts
     from ssd_np.verify.diagnosis import isolate
-    from ssd_np.verify.presets import FP32
+    from ssd_np.verify.presets import PRESETS, Preset
+
+    MEASURE = Preset("measure", atol=np.inf, rtol=0.0)   # every tensor "passes": metrics only, no layout search
     from ssd_np.weights.hdf5 import load_weights
 
     traces = work / "traces"
@@ -244,16 +247,18 @@ def report(work: Path, json_out: Path | None) -> None:
         if not files:
             continue
         total, local = {}, {}
-        detections = {"matched": 0, "unmatched": 0, "extra": 0, "max_score_delta": 0.0, "max_box_delta": 0.0,
+        detections = {"verdicts": 0, "passed": 0, "matched": 0, "unmatched": 0, "extra": 0, "max_score_delta": 0.0, "max_box_delta": 0.0,
                       "min_iou": 1.0}
         for k, path in enumerate(files):
             reference, _ = load_trace(traces / "reference" / path.name)
             cand, _ = load_trace(path)
-            result = compare_traces(reference, cand, preset=FP32)
+            result = compare_traces(reference, cand, preset=MEASURE)
             _worst(result.compared, total)
             same_layout = {name: value for name, value in cand.items()
                            if name not in ("concat", "concat_1") or value.shape == reference[name].shape}
-            for verdict in detection_verdicts(reference, same_layout, FP32):
+            for verdict in detection_verdicts(reference, same_layout, PRESETS[PRESET_OF[candidate]]):
+                detections["verdicts"] += 1
+                detections["passed"] += verdict.passed
                 detections["matched"] += len(verdict.matches)
                 detections["unmatched"] += len(verdict.unmatched)
                 detections["extra"] += len(verdict.extra)
@@ -273,7 +278,8 @@ def report(work: Path, json_out: Path | None) -> None:
                 print(f"{candidate:14s} {kind:5s} {e['tensors']:4d} tensors: min SQNR {e['min_sqnr_db']:6.1f} dB "
                       f"(at {e['at']}), min cosine {e['min_cosine']:.6f}, max rel {e['max_rel']:.3g}")
         d = detections
-        print(f"{candidate:14s} detections over {len(files)} images: {d['matched']} matched, {d['unmatched']} "
+        print(f"{candidate:14s} detections over {len(files)} images: {d['passed']} of {d['verdicts']} verdicts pass "
+              f"the {PRESET_OF[candidate]} preset; {d['matched']} matched, {d['unmatched']} "
               f"unmatched, {d['extra']} extra; max |score delta| {d['max_score_delta']:.3g}, max box delta "
               f"{d['max_box_delta']:.3g}, min IoU {d['min_iou']:.4f}")
     if json_out:
