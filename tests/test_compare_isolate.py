@@ -156,6 +156,19 @@ def test_divided_by_255_is_the_only_local_failure(reference, rgb, weights):
     assert report.local["Preprocessor/sub"].hint == "candidate = 0.5 * reference + 0.5"
 
 
+def test_openvino_format_candidate(reference, rgb, weights):
+    from ssd_np.verify.detections import OWN_OUTPUTS, TF_OUTPUTS, postprocessed
+
+    rows = postprocessed(reference, "openvino")["DetectionOutput"]            # (1, 1, 100, 7)
+    candidate = {k: v for k, v in fused(reference).items() if k not in TF_OUTPUTS}
+    candidate["DetectionOutput"] = rows
+    report = isolated(dict(reference, DetectionOutput=rows), candidate, rgb, weights, PRESETS["fp32"])
+    assert report.missing_required == [] and report.passed                  # DetectionOutput is its final output
+    assert {v.format: v.source == OWN_OUTPUTS for v in report.detections} == {"tf": False, "openvino": True}
+    assert report.local["DetectionOutput"].max_abs == 0 and local_failures(report) == []
+    assert [v.format for v in report.local_detections] == ["openvino"] and report.local_detections[0].passed
+
+
 # --------------------------------------------------------------------------------------------------- CLI
 
 def save(path, trace, meta):
