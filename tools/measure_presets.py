@@ -49,6 +49,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 MEASURED_IMAGES = ROOT / "tests" / "data" / "images"
 CALIBRATION_IMAGES = 24
 CANDIDATES = ("fp16-ir", "bf16-ov", "fp16-emulated", "int8-tflite")
+# The IR's box predictor channels are permuted to [tx, ty, tw, th] by Model Optimizer (for DetectionOutput): a
+# layout convention (`ssd-np capture` undoes it), not rounding, so those tensors are left out of its numbers.
+PERMUTED_IN_IR = ("BoxEncodingPredictor", "concat")
 PRESET_OF = {"fp16-ir": "fp16", "bf16-ov": "fp16", "fp16-emulated": "fp16", "int8-tflite": "int8"}
 
 
@@ -229,7 +232,7 @@ def _extremes(worst: dict) -> dict:
             "max_rel": max(w["max_rel"] for w in layers.values())}
 
 
-def report(work: Path, json_out: Path | None) -> None:
+def report(work: Path, json_out: Path | None, candidates: tuple[str, ...] = CANDIDATES) -> None:
     from ssd_np.verify.compare import compare_traces, load_trace
     from ssd_np.verify.detections import detection_verdicts
     from ssd_np.verify.diagnosis import isolate
@@ -242,7 +245,7 @@ def report(work: Path, json_out: Path | None) -> None:
     weights, _ = load_weights(work / "seed1-sparse" / "weights.h5")
     images = {p.stem: p for p in _images()}
     summary = {}
-    for candidate in CANDIDATES:
+    for candidate in candidates:
         files = sorted((traces / candidate).glob("*.npz"))
         if not files:
             continue
@@ -252,6 +255,9 @@ def report(work: Path, json_out: Path | None) -> None:
         for k, path in enumerate(files):
             reference, _ = load_trace(traces / "reference" / path.name)
             cand, _ = load_trace(path)
+            if candidate in ("fp16-ir", "bf16-ov"):
+                cand = {name: value for name, value in cand.items()
+                        if not any(part in name for part in PERMUTED_IN_IR) or name == "concat_1"}
             result = compare_traces(reference, cand, preset=MEASURE)
             _worst(result.compared, total)
             same_layout = {name: value for name, value in cand.items()
@@ -291,11 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("step", choices=["capture", "report"])
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ssd_np_presets")
     parser.add_argument("--json", type=Path, metavar="OUT.json")
+    parser.add_argument("--candidates", nargs="+", choices=CANDIDATES, default=CANDIDATES)
     args = parser.parse_args(argv)
     if args.step == "capture":
         capture(args.work)
     else:
-        report(args.work, args.json)
+        report(args.work, args.json, tuple(args.candidates))
     return 0
 
 
