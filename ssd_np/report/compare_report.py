@@ -30,8 +30,8 @@ from ssd_np.verify.compare import LAYOUTS, Report, TensorResult
 SQNR_CAP_DB = 150.0   # identical tensors have infinite SQNR: plotted at the cap
 DRAWING_WIDTH = 760   # the traced image with the detections, in CSS pixels
 FEATURE_SCOPE = SCOPE + "/"   # shortened in the table of every tensor
-REFERENCE_COLOUR, CANDIDATE_COLOUR = COLOURS["anchor"], COLOURS["result"]
-STATUS_COLOURS = {"ok": COLOURS["kept"], "detections": COLOURS["kept"], "layout": COLOURS["result"],
+REFERENCE_COLOUR, CANDIDATE_COLOUR = COLOURS["accent"], "#e66101"   # blue / orange: the two traces
+STATUS_COLOURS = {"ok": COLOURS["kept"], "detections": COLOURS["kept"], "layout": CANDIDATE_COLOUR,
                   "fail": COLOURS["dropped"], "shape": COLOURS["dropped"]}
 
 
