@@ -45,6 +45,7 @@ TOP_ANCHORS = 8  # rows of the "best anchors" table (the figure draws the first 
 RANKED = 150  # anchors in the score-by-rank plot
 NMS_FIGURES = 6  # classes drawn in the NMS section (the summary table lists them all)
 NMS_ROWS = 25  # candidates listed per drawn class
+LABELLED = 12  # boxes labelled per figure (the best; the others have tooltips)
 DISPLAY_MAX = 640  # the original image is shown at most this many pixels wide or high
 SCORE_THRESHOLD, IOU_THRESHOLD = postprocess.SCORE_THRESHOLD, postprocess.IOU_THRESHOLD
 
@@ -194,7 +195,7 @@ def _input_section(ex: Explanation, original: ImageRef, resized: ImageRef) -> Se
         paragraph("Why stretch rather than pad? The model was trained on images stretched in exactly this way, so "
                   "it expects stretched objects; and a box found in the 0..1 coordinates of the stretched image "
                   "maps back to the original by multiplying by its height and width, with no padding to undo."),
-        tag("div", join([figure(svg_boxes(original, [], min(original.width, 480)),
+        tag("div", join([figure(svg_boxes(original, [], max(min(original.width, 480), 240)),
                                 f"The original image, {width}×{height} pixels."),
                          figure(svg_boxes(resized, [], 300),
                                 "The network's input: the same image stretched to 300×300 (values rounded to "
@@ -286,8 +287,8 @@ def _anchors_section(resized: ImageRef) -> Section:
                   "grids, centred on each cell, several shapes per cell."),
         paragraph("Shapes come from ", code("pipeline.config"), " (", code("ssd_anchor_generator"),
                   f"): min_scale {MIN_SCALE}, max_scale {MAX_SCALE}, aspect ratios {ratios}. Map i has the scale "
-                  f"s_i = {MIN_SCALE} + ({MAX_SCALE} − {MIN_SCALE})·i/5 (a fraction of the image side) and an anchor "
-                  "of height s/√a and width s·√a for each aspect ratio a, plus one square anchor of scale "
+                  f"s_i = {MIN_SCALE} + ({MAX_SCALE} − {MIN_SCALE})·i/5 (a fraction of the image side) and an "
+                  "anchor of height s/√a and width s·√a for each aspect ratio a, plus one square anchor of scale "
                   "√(s_i·s_(i+1)). The first map keeps only three: (0.1, 1), (0.2, 2) and (0.2, 0.5) (",
                   code("reduce_boxes_in_lowest_layer"), ")."),
         paragraph("Coordinates are normalized [ymin, xmin, ymax, xmax] in 0..1 of the (stretched) input, so "
@@ -322,7 +323,8 @@ def _decode_example(ex: Explanation, index: int) -> Html:
         f"encoding (concat):  [ty, tx, th, tw] = [{_values([ty, tx, th, tw])}]",
         f"   yc = ty/{sy:g} · ha + yca = {yc:.4f}     xc = tx/{sx:g} · wa + xca = {xc:.4f}",
         f"   h  = exp(th/{sh:g}) · ha  = {h:.4f}     w  = exp(tw/{sw:g}) · wa  = {w:.4f}",
-        f"box = [yc − h/2, xc − w/2, yc + h/2, xc + w/2] = [{_values([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2])}]",
+        f"box = [yc − h/2, xc − w/2, yc + h/2, xc + w/2] = "
+        f"[{_values([yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2])}]",
         f"      Postprocessor/Decode/transpose_1[{index}] = [{_values(decoded)}]   (TF's float32 arithmetic)"]))
 
 
@@ -349,7 +351,8 @@ def _predictions_section(ex: Explanation, resized: ImageRef, detected_anchors: s
                      f"map {layer}, cell ({row}, {col}), type {kind}", _values(anchors[i], 3),
                      _values(encodings[i], 3), _values(decoded[i], 3), _name(best_class[i]), f"{best[i]:.4f}"))
     heads = [(i, _shape(ex.trace[f"BoxPredictor_{i}/BoxEncodingPredictor/BiasAdd"].shape[1:]),
-              _shape(ex.trace[f"BoxPredictor_{i}/ClassPredictor/BiasAdd"].shape[1:])) for i in range(len(FEATURE_MAP_NODES))]
+              _shape(ex.trace[f"BoxPredictor_{i}/ClassPredictor/BiasAdd"].shape[1:]))
+             for i in range(len(FEATURE_MAP_NODES))]
     shown = ranked[:RANKED]
     detected = [r for r, i in enumerate(shown) if int(i) in detected_anchors]
     marks = [Mark(float(above), float(best[ranked[above - 1]]), f"{above} anchors over {float(SCORE_THRESHOLD):.1f}")] \
@@ -417,8 +420,9 @@ def _nms_section(ex: Explanation, original: ImageRef) -> Section:
         pixels = _scaled(c.boxes, original)
         boxes = [Box(*pixels[p], COLOURS["dropped"], dashed=True, tooltip=f"anchor {c.anchors[p]}: {c.decision(p)}")
                  for p in order[::-1] if p not in c.kept]
-        boxes += [Box(*pixels[p], COLOURS["kept"], label=f"{c.scores[p]:.2f}",
-                      tooltip=f"anchor {c.anchors[p]}: {c.decision(p)}, score {c.scores[p]:.4f}") for p in c.kept[::-1]]
+        boxes += [Box(*pixels[p], COLOURS["kept"], label=f"{c.scores[p]:.2f}" if rank < LABELLED else "",
+                      tooltip=f"anchor {c.anchors[p]}: {c.decision(p)}, score {c.scores[p]:.4f}")
+                  for rank, p in reversed(list(enumerate(c.kept)))]
         rows = [(c.anchors[p], f"{c.scores[p]:.4f}", _values(c.boxes[p], 3), c.decision(int(p)))
                 for p in order[:NMS_ROWS]]
         more = f" (the first {NMS_ROWS} of {len(order)})" if len(order) > NMS_ROWS else ""
@@ -455,8 +459,9 @@ def _nms_section(ex: Explanation, original: ImageRef) -> Section:
         table(["class", "name", "score > 0.3", "dropped by clipping", "candidates", "kept", "suppressed",
                "not reached"], summary, id="nms-summary", caption="Per class"),
         paragraph(join([f"The {len(drawn)} classes with the most suppressions (then the most candidates), drawn on "
-                        "the original image: ", swatch(COLOURS["kept"]), "kept, ",
-                        swatch(COLOURS["dropped"], dashed=True), "suppressed (hover a box for its decision)."], "")),
+                        "the original image: ", swatch(COLOURS["kept"]), f"kept (the best {LABELLED} labelled with "
+                        "their scores), ", swatch(COLOURS["dropped"], dashed=True),
+                        "suppressed; hover a box for its decision."], "")),
         join(panels),
     ])
     return Section("nms", "Non-maximum suppression", body)
@@ -467,8 +472,9 @@ def _detections_section(ex: Explanation, original: ImageRef) -> Section:
     boxes = ex.trace["detection_boxes"][0, :count]
     scores = ex.trace["detection_scores"][0, :count]
     classes = ex.trace["detection_classes"][0, :count].astype(int)
-    drawn = [Box(*b, hex_colour(class_colour(c)), label=f"{_name(c)} {s:.2f}", tooltip=f"{_name(c)} {s:.4f}")
-             for b, c, s in reversed(list(zip(_scaled(boxes, original), classes, scores)))]
+    drawn = [Box(*b, hex_colour(class_colour(c)), label=f"{_name(c)} {s:.2f}" if rank < LABELLED else "",
+                 tooltip=f"{_name(c)} {s:.4f}")
+             for rank, (b, c, s) in reversed(list(enumerate(zip(_scaled(boxes, original), classes, scores))))]
     height, width = ex.rgb.shape[:2]
     pixel_boxes = _scaled(boxes, ImageRef("", height, width))
     rows = [(i, c, _name(c), f"{s:.4f}", _values(b), _values(p, 1))
@@ -489,7 +495,9 @@ def _detections_section(ex: Explanation, original: ImageRef) -> Section:
                   "xmax]; multiplied by the original image's height and width they give pixels."),
         figure(svg_boxes(original, drawn, 640),
                join([f"The {_count(count, 'detection')} on the original image ({width}×{height}), one colour per "
-                     "class as ", code("ssd-np detect --draw"), " draws them."], "")),
+                     "class as ", code("ssd-np detect --draw"), " draws them",
+                     f"; the best {LABELLED} labelled (hover a box for its class and score)." if count > LABELLED
+                     else "."], "")),
         table(["row", "detection_classes", "name", "detection_scores", "detection_boxes (normalized)",
                "in pixels (ymin, xmin, ymax, xmax)"], rows, id="tf-outputs",
               caption=f"TF's outputs (the first num_detections = {count} rows)"),

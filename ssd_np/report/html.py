@@ -52,8 +52,6 @@ COLOURS = {
     "kept": "#1a9850",  # what survives a step
     "dropped": "#c2185b",  # what a step removes
     "threshold": "#d62728",  # thresholds and limits
-    "anchor": "#4575b4",  # inputs of a step (e.g. anchors)
-    "result": "#e66101",  # outputs of a step (e.g. decoded boxes)
     "muted": "#8a8a8a",
 }
 # Distinct colours for items of one figure (Tableau 10).
@@ -128,7 +126,8 @@ class SharedImages:
 
 class Box(NamedTuple):
     """A rectangle drawn over an image: `[ymin, xmin, ymax, xmax]` in the image's pixels, a colour ("#rrggbb"),
-    an optional label on a tab at its top left, a dashed or solid outline, a fill (e.g. "rgba(0,0,0,0.2)"), and a tooltip."""
+    an optional label on a tab at its top left, a dashed or solid outline, a fill (e.g. "rgba(0,0,0,0.2)") and a
+    tooltip."""
     ymin: float
     xmin: float
     ymax: float
