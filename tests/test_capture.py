@@ -184,10 +184,16 @@ def test_cli_capture_writes_a_trace(onnx_models, image, reference, work, capfd):
     assert meta["layouts_undone"]["NCHW"] and meta["input_convention"]["kind"] == "pixels"
     ref = work / "reference.npz"
     write_trace_file(ref, reference, {"producer": "test"})
+    # The model stops at concat, concat_1 (its `model_outputs`): those are the final outputs it must have
+    assert meta["model_outputs"] == ["concat", "concat_1"]
     report = io.StringIO()
-    assert main_compare(ref, out, out=report) == 1   # TF's final outputs are missing: the model stops at concat
-    assert f"FAIL: 0 of {len(tensors)} common tensors outside tolerance; required output(s) missing" \
-        in report.getvalue()
+    assert main_compare(ref, out, out=report) == 0, report.getvalue()
+    assert f"PASS: all {len(tensors)} common tensors within" in report.getvalue()
+    without = work / "cli_without_concat_1.npz"
+    write_trace_file(without, {k: v for k, v in tensors.items() if k != "concat_1"}, meta)
+    report = io.StringIO()
+    assert main_compare(ref, without, out=report) == 1
+    assert "required output(s) missing" in report.getvalue()
 
 
 def test_missing_runtime_names_the_extra(onnx_models, image, work, monkeypatch, capsys):

@@ -160,8 +160,19 @@ def _size(text: str) -> tuple[int, int]:
 
 def _compare(args: argparse.Namespace) -> int:
     from ssd_np.verify.compare import main_compare
+    from ssd_np.verify.presets import PRESETS
 
-    return main_compare(args.reference, args.candidate, atol=args.atol, rtol=args.rtol, json_out=args.json)
+    extend = html = None
+    if args.isolate or args.html:
+        from ssd_np.verify.diagnosis import Diagnosis
+
+        extend = Diagnosis(args.isolate, args.weights, args.image).extend
+    if args.html:
+        from ssd_np.report.compare_report import render
+
+        html = (args.html, render)
+    return main_compare(args.reference, args.candidate, atol=args.atol, rtol=args.rtol, json_out=args.json,
+                        preset=PRESETS.get(args.preset), extend=extend, html=html)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -310,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     capture.set_defaults(run=_capture)
 
     from ssd_np.verify.compare import DEFAULT_ATOL, DEFAULT_RTOL
+    from ssd_np.verify.presets import PRESETS
 
     compare = commands.add_parser(
         "compare", help="compare a candidate trace with a reference trace, layer by layer",
@@ -317,12 +329,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="For every tensor in both traces, in the reference's (graph) order: max abs and relative "
                     "difference and the fraction outside |c - r| <= atol + rtol*|r|; the first tensor outside "
                     "the tolerance is marked; layout differences (NCHW, xy boxes, BGR, 0-based classes, scores "
-                    "vs logits) are named.")
+                    "vs logits) are named. With --preset, --isolate or --html also cosine similarity, SQNR and "
+                    "the detection-level verdict.")
     compare.add_argument("reference", metavar="REFERENCE.npz")
     compare.add_argument("candidate", metavar="CANDIDATE.npz")
-    compare.add_argument("--atol", type=float, default=DEFAULT_ATOL, help=f"(default {DEFAULT_ATOL:g})")
-    compare.add_argument("--rtol", type=float, default=DEFAULT_RTOL, help=f"(default {DEFAULT_RTOL:g})")
+    compare.add_argument("--atol", type=float, help=f"(default {DEFAULT_ATOL:g}, or the preset's)")
+    compare.add_argument("--rtol", type=float, help=f"(default {DEFAULT_RTOL:g}, or the preset's)")
+    compare.add_argument("--preset", choices=list(PRESETS),
+                         help="tolerances for a float32, float16 or int8 build (tensors: elementwise for fp32, SQNR "
+                              "and cosine for fp16/int8; final outputs judged at the detection level)")
+    compare.add_argument("--isolate", action="store_true",
+                         help="recompute every reference node from the candidate's own inputs: separates each "
+                              "layer's local error from inherited error (needs the weights and the traced image)")
+    compare.add_argument("--weights", metavar="FILE.h5", help="--isolate: weights file (default: as `ssd-np detect`)")
+    compare.add_argument("--image", metavar="IMAGE",
+                         help="the traced image (default: the one named in the traces' metadata; its sha256 is "
+                              "checked)")
     compare.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
+    compare.add_argument("--html", metavar="REPORT.html",
+                         help="also write a self-contained HTML report (table, error-vs-depth plot, detections "
+                              "drawn on the image)")
     compare.set_defaults(run=_compare)
 
     evaluate = commands.add_parser(
