@@ -13,19 +13,19 @@ F32 = np.float32
 _NO_SIZES = np.zeros(0, F32)
 
 
-@njit
+@njit(numpy_division=True)
 def _py_min(a, b):
     """Python's `min(a, b)` (the reference's `min` of two numbers)."""
     return b if b < a else a
 
 
-@njit
+@njit(numpy_division=True)
 def _py_max(a, b):
     """Python's `max(a, b)`."""
     return b if b > a else a
 
 
-@njit
+@njit(numpy_division=True)
 def iou_tf(box, other):
     """`reference.nms.iou_tf` of two (4,) float32 boxes."""
     ymin_i, ymax_i = _py_min(box[0], box[2]), _py_max(box[0], box[2])
@@ -42,7 +42,7 @@ def iou_tf(box, other):
     return inter / (area_i + area_j - inter)
 
 
-@njit
+@njit(numpy_division=True)
 def iou_openvino(box, size, other, other_size):
     """`reference.nms.iou_openvino` of two (4,) float32 `[xmin, ymin, xmax, ymax]` boxes and their sizes."""
     if other[0] > box[2] or other[2] < box[0] or other[1] > box[3] or other[3] < box[1]:
@@ -55,7 +55,7 @@ def iou_openvino(box, size, other, other_size):
     return inter / (size + other_size - inter)
 
 
-@njit
+@njit(numpy_division=True)
 def _before(score_a, tie_a, score_b, tie_b):
     """Whether a comes before b in `np.lexsort((ties, -scores))` order (NaN scores last)."""
     a_nan, b_nan = score_a != score_a, score_b != score_b
@@ -66,7 +66,7 @@ def _before(score_a, tie_a, score_b, tie_b):
     return tie_a < tie_b
 
 
-@njit
+@njit(numpy_division=True)
 def argsort_by_score(scores, ties):
     """`np.lexsort((ties, -scores))`: indices by score descending, then tie ascending (a merge sort; numba's own
     `np.argsort` would do, but takes over a second to compile)."""
@@ -91,7 +91,7 @@ def argsort_by_score(scores, ties):
     return order
 
 
-@njit
+@njit(numpy_division=True)
 def greedy(candidates, boxes, sizes, iou_threshold, max_output_size, openvino):
     """`reference.nms.greedy` over `candidates` (priority first) with TF's IoU, or OpenVINO's when `openvino`."""
     threshold = np.float32(iou_threshold)
@@ -114,14 +114,14 @@ def greedy(candidates, boxes, sizes, iou_threshold, max_output_size, openvino):
     return kept[:count]
 
 
-@njit
+@njit(numpy_division=True)
 def non_max_suppression_v2(boxes, scores, max_output_size, iou_threshold):
     """`reference.nms.non_max_suppression_v2` on float32 arrays (no input checks)."""
     order = argsort_by_score(scores, np.arange(len(scores)))  # score descending, ties to the lower index
     return greedy(order, boxes, _NO_SIZES, iou_threshold, max_output_size, False)
 
 
-@njit
+@njit(numpy_division=True)
 def nms_openvino(candidates, boxes, sizes, nms_threshold):
     """`reference.nms.nms_openvino` on float32 `boxes`, `sizes` and int64 `candidates`."""
     return greedy(candidates, boxes, sizes, nms_threshold, len(candidates), True)

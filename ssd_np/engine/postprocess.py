@@ -15,7 +15,7 @@ from ssd_np.reference.postprocess import (IOU_THRESHOLD, MAX_DETECTIONS_PER_CLAS
 F32 = np.float32
 
 
-@njit
+@njit(numpy_division=True)
 def _multiclass_nms(boxes, class_scores, score_threshold, iou_threshold, max_per_class):
     num_boxes, num_classes = class_scores.shape
     clipped = np.empty((num_boxes, 4), np.float32)  # one class's candidates, reused
@@ -51,7 +51,7 @@ def multiclass_nms(boxes, class_scores):
                            MAX_DETECTIONS_PER_CLASS)
 
 
-@njit
+@njit(numpy_division=True)
 def _openvino_detections(confidences, boxes, sizes, score_threshold, iou_threshold, top_k, keep_top_k):
     num_priors, num_labels = confidences.shape
     above = np.empty(num_priors, np.int64)  # one class's candidates, reused

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+from numba import prange
 
 from ssd_np.jit import njit
 from ssd_np.reference.preprocess import INPUT_SIZE, OFFSET, SCALE, check_image, legacy_sampling
 
 
-@njit
+@njit(parallel=True)
 def _resize_bilinear_tf(image, y_lower, y_upper, y_lerp, x_lower, x_upper, x_lerp, out):
-    """out (oh, ow, c) float32 = TF legacy bilinear of image (h, w, c) uint8 (one thread: 300x300x3 lerps take
-    well under a millisecond, less than a parallel region's compile time is worth)."""
+    """out (oh, ow, c) float32 = TF legacy bilinear of image (h, w, c) uint8, parallel over output rows (on one
+    thread the 300x300x3 lerps take ~0.9 ms of a 32 ms image; half that on two)."""
     oh, ow, c = out.shape
-    for y in range(oh):
+    for y in prange(oh):
         top_row = image[y_lower[y]]
         bottom_row = image[y_upper[y]]
         yl = y_lerp[y]
