@@ -7,6 +7,7 @@ anywhere in a module, also inside functions), so a lazy import cannot hide an up
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,16 @@ def test_reference_needs_no_numba():
     code = ("import sys, ssd_np.reference.model, ssd_np.reference.tf_math; "
             "sys.exit('numba' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "importing ssd_np.reference imports numba"
+
+
+def test_trace_runs_without_the_jit(tmp_path, standin_h5):
+    """`ssd-np trace` is the reference's job: with numba's compiler switched off it still runs (in seconds: the
+    weights' CRC32C falls back to NumPy) and writes every tensor, without importing the engine."""
+    out = tmp_path / "trace.npz"
+    code = ("import sys; from ssd_np.cli.main import main; status = main(sys.argv[1:]); "
+            "sys.exit(status or any(m.startswith('ssd_np.engine') for m in sys.modules))")
+    image = Path(__file__).parent / "data" / "images" / "000000037777.jpg"
+    result = subprocess.run([sys.executable, "-c", code, "trace", str(image), "--weights", str(standin_h5), "--out",
+                             str(out)], env={**os.environ, "NUMBA_DISABLE_JIT": "1"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {out}: 432 tensors")

@@ -33,3 +33,8 @@ def not_written(e: OSError, lost: str) -> CliError:
 
 class CliError(Exception):
     """A user's mistake: printed as one line `ssd-np: error: ...`, exit status 2."""
+
+
+class EvalError(ValueError):
+    """Bad input to `ssd-np eval` (missing images, bad options); bad annotations or results raise
+    `coco_eval.CocoError` naming the file, the entry and the field."""

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ssd_np.atomic import write_atomic
-from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, not_written
+from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, EvalError, not_written
 from ssd_np.cli.outputs import coco_rows
 from ssd_np.detector import Detector
 from ssd_np.images import ImageError
@@ -28,11 +28,6 @@ from ssd_np.verify import coco_eval
 
 STAND_IN_NOTE = ("NOTE: these weights are stand-ins (not the genuine release weights): the numbers below are "
                  "NOT the model's accuracy. Run `ssd-np weights fetch` for the genuine weights.")
-
-
-class EvalError(ValueError):
-    """Bad input to `ssd-np eval` (missing images, bad options); bad annotations or results raise
-    `coco_eval.CocoError` naming the file, the entry and the field."""
 
 
 def annotated_images(annotations: dict, source: Path, folder: Path,

@@ -397,7 +397,7 @@ def _run(args: argparse.Namespace) -> int:
     from ssd_np.weights.checkpoint import CheckpointError
     from ssd_np.verify.coco_eval import CocoError
     from ssd_np.verify.compare import TraceError
-    from ssd_np.cli.evaluate import EvalError
+    from ssd_np.cli.errors import EvalError
     from ssd_np.weights.fetch import FetchError
     from ssd_np.images import ImageError
     from ssd_np.weights.hdf5 import WeightsError

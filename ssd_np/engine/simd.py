@@ -88,6 +88,8 @@ declare {_VECTOR} @llvm.fma.v16f32({_VECTOR}, {_VECTOR}, {_VECTOR})
 def compile_target() -> Target:
     """The `Target` numba compiles for: LLVM compiles one F32x16 FMA for numba's CPU name and features (see the
     module docstring); the registers it names give the vector width, the instruction whether FMA is native."""
+    llvm.initialize_native_target()  # numba does it when it compiles; not done yet with NUMBA_DISABLE_JIT=1
+    llvm.initialize_native_asmprinter()
     cpu = numba.config.CPU_NAME or llvm.get_host_cpu_name()
     features = numba.config.CPU_FEATURES
     if features is None:
