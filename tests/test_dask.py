@@ -233,7 +233,8 @@ def test_missing_extra(tmp_path, monkeypatch, capsys, weights_file):
 def test_workers_check_the_weights_file(tmp_path, weights_file):
     """A worker refuses weights it cannot read, or that differ from the client's (sha256), in one line."""
     pytest.importorskip("distributed")
-    from ssd_np.cli.distributed import Weights, WorkerSetupError, _sha256, _worker_detector
+    from ssd_np.cli.distributed import Weights, WorkerSetupError, _worker_detector
+    from ssd_np.weights.hdf5 import sha256_file
 
     with pytest.raises(WorkerSetupError, match=r"^worker \(no worker\) cannot read the weights .*absent\.h5 \(No such "
                                                 r"file or directory\); every worker must read the weights file at "
@@ -242,5 +243,5 @@ def test_workers_check_the_weights_file(tmp_path, weights_file):
     with pytest.raises(WorkerSetupError, match=r"is not the client's weights file \(another sha256\); put the same "
                                                 r"file at this path on every worker$"):
         _worker_detector(Weights(str(weights_file), "0" * 64))
-    weights = Weights(str(weights_file), _sha256(weights_file))
+    weights = Weights(str(weights_file), sha256_file(weights_file))
     assert _worker_detector(weights) is _worker_detector(weights)  # loaded once, kept

@@ -24,7 +24,6 @@ worker must see the images and the weights at the same paths.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -40,6 +39,7 @@ from ssd_np.cli.errors import CliError
 from ssd_np.cli.outputs import coco_rows
 from ssd_np.detector import Detector
 from ssd_np.images import ImageError, load_rgb
+from ssd_np.weights.hdf5 import sha256_file
 
 WORKERS_TIMEOUT = 60  # seconds to wait for a first worker to join the scheduler
 MAX_CHUNK = 16  # images per task at most: a lost worker costs at most this many images' work
@@ -60,14 +60,6 @@ class Weights:
 
     path: str
     sha256: str
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------- the cluster
@@ -157,7 +149,7 @@ def _worker_detector(weights: Weights) -> Detector:
         if weights not in _detectors:
             where = _worker_address()
             try:
-                digest = _sha256(weights.path)
+                digest = sha256_file(weights.path)
             except OSError as e:
                 raise WorkerSetupError(f"worker {where} cannot read the weights {weights.path} ({e.strerror or e}); "
                                        f"every worker must read the weights file at this path") from None
@@ -217,7 +209,7 @@ def run_tasks(client, weights_path: str | os.PathLike, task: Callable, args: tup
     they arrive, and return the outcomes (in completion order)."""
     distributed = _distributed()
     _warn_malloc(client, progress.err)
-    weights = Weights(os.path.abspath(weights_path), _sha256(weights_path))
+    weights = Weights(os.path.abspath(weights_path), sha256_file(weights_path))
     folder = os.getcwd() if any(not os.path.isabs(item[1]) for item in items) else None
     size = chunk_size(len(items), sum(client.nthreads().values()))
     chunks = {client.submit(_run_chunk, weights, folder, task, args, items[i:i + size], pure=False):

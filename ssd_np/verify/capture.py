@@ -25,7 +25,6 @@ does what is common to every format:
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib
 import json
 from dataclasses import asdict, dataclass, field, replace
@@ -36,7 +35,7 @@ import numpy as np
 from ssd_np.images import load_rgb
 from ssd_np.reference import mobilenet_v2, preprocess
 from ssd_np.verify.trace import trace_rgb, write_trace_file
-from ssd_np.weights.hdf5 import MANIFEST
+from ssd_np.weights.hdf5 import MANIFEST, sha256_file
 
 # Model file suffix -> (runtime module, the pip extra that installs its runtime).
 RUNTIMES = {
@@ -284,10 +283,6 @@ def read_map(path) -> dict[str, str]:
     return mapping
 
 
-def _sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = None, overrides: dict | None = None,
                     precision: str | None = "f32") -> tuple[dict[str, np.ndarray], dict]:
     """Run `model_path` on `image_path`: (trace tensors by TF node in graph order, metadata). `overrides`:
@@ -318,8 +313,8 @@ def capture_tensors(model_path, image_path, name_map: dict[str, str] | None = No
                            f"a name map with --map FILE.json ({{runtime tensor name: TF node name}})")
     meta = {
         "producer": "ssd-np capture", "runtime": result.runtime, "version": result.version,
-        "model": str(model_path), "model_sha256": _sha256(model_path),
-        "image": str(image_path), "image_sha256": _sha256(image_path),
+        "model": str(model_path), "model_sha256": sha256_file(model_path),
+        "image": str(image_path), "image_sha256": sha256_file(image_path),
         "input_convention": asdict(result.convention), "format_conventions_undone": result.notes,
         "layouts_undone": undone, "model_outputs": [node for node in outputs if node in tensors],
         "quantization": {node: result.quantization[source] for node, source in sources.items()

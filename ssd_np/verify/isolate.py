@@ -30,7 +30,6 @@ Preprocessing is recomputed with TF's resize from that image.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Mapping
 
@@ -39,6 +38,7 @@ import numpy as np
 from ssd_np.reference import model, postprocess
 from ssd_np.verify.compare import TraceError
 from ssd_np.verify.detections import OPENVINO_OUTPUTS
+from ssd_np.weights.hdf5 import sha256_file
 
 
 class IsolationError(TraceError):
@@ -97,7 +97,7 @@ def traced_image(image: str | Path | None, traces: list[tuple[str, Path, dict]])
     path, origin = (Path(image), "--image") if image is not None else (from_meta[0][1], f"{from_meta[0][0]}'s metadata")
     if not path.is_file():
         raise IsolationError(f"--isolate: image {path} (from the {origin}) not found: pass --image FILE")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = sha256_file(path)
     for label, _, meta in traces:
         expected = meta.get("image_sha256")
         if expected and expected != digest:
@@ -108,8 +108,6 @@ def traced_image(image: str | Path | None, traces: list[tuple[str, Path, dict]])
 
 def check_weights(weights_path: Path, reference_meta: dict) -> None:
     """The weights file must be the one the reference trace was made with, when its metadata says which."""
-    from ssd_np.weights.hdf5 import sha256_file
-
     expected = reference_meta.get("weights_sha256")
     if expected and sha256_file(weights_path) != expected:
         raise IsolationError(f"--isolate: {weights_path} is not the weights file the reference trace was made with "

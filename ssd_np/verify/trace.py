@@ -16,7 +16,6 @@ Trace file format (an `.npz`, also written by `tools/make_golden.py` for TF, and
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zipfile
@@ -67,7 +66,7 @@ def write_trace(image_path: str | os.PathLike, out: str | os.PathLike,
         "weights_source": str(attrs["source"]), "weights_genuine": bool(attrs["genuine"]),
         "weights_sha256": sha256_file(weights_file),
         "image": file_name_text(image_path),
-        "image_sha256": hashlib.sha256(Path(image_path).read_bytes()).hexdigest(),
+        "image_sha256": sha256_file(image_path),
     }
     write_trace_file(out, tensors, meta)
     return len(tensors)
