@@ -1,10 +1,24 @@
 """Shared test paths and fixtures. Tests never read ../shared: everything they need is in tests/data or weights/."""
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
+CHROMIUM = shutil.which("chromium")  # Debian's package (.ci/run installs it); page-rendering tests skip without it
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                    "(apt-get install -y chromium): the page is not rendered")
+
+
+def screenshot(page: Path, shot: Path, height: int) -> None:
+    """Render the HTML file `page` in headless Chromium (no network use, a fresh profile) to the PNG `shot`,
+    1200 pixels wide."""
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run",
+                    f"--user-data-dir={shot.parent / 'chromium-profile'}", f"--screenshot={shot}",
+                    f"--window-size=1200,{height}", page.as_uri()], capture_output=True, timeout=120, check=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,11 @@ exposes (`FUSED`: activations, block outputs, heads, final outputs), as a real c
 """
 import hashlib
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import DATA
+from conftest import DATA, needs_chromium, screenshot
 from ssd_np.cli.main import main
 from ssd_np.images import load_rgb
 from ssd_np.reference import anchors, model, postprocess, preprocess
@@ -232,16 +230,13 @@ def test_cli_isolate_refuses_other_weights(cli_traces, tmp_path, capsys):
     assert "is not the weights file the reference trace was made with" in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="headless chromium not installed")
+@needs_chromium
 def test_html_renders_in_headless_chromium(cli_traces, weights_file, tmp_path):
     folder, ref, cand = cli_traces
     html_out = tmp_path / "report.html"
     assert main(["compare", ref, cand, "--isolate", "--weights", str(weights_file), "--html", str(html_out)]) == 1
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2400",
-                    html_out.as_uri()], capture_output=True, timeout=120, check=True)
+    screenshot(html_out, shot, 2400)
     pixels = np.asarray(load_rgb(shot), np.float64)
     assert pixels.shape[:2] == (2400, 1200)
     assert pixels.std() > 20                                          # a page with content, not a blank screen

@@ -9,7 +9,6 @@ chromium is installed, the page is rendered headless and must not be blank.
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import DATA, ROOT
+from conftest import DATA, ROOT, needs_chromium, screenshot
 from ssd_np.coco_labels import COCO_LABELS
 from ssd_np.images import load_rgb
 from ssd_np.reference import model, nms, postprocess, preprocess
@@ -300,15 +299,10 @@ def test_cli_bad_input_one_line_exit_2(case, tmp_path, weights_file):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@needs_chromium
 def test_chromium_renders_the_page(cli_page, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium): the page is not rendered")
     shot = tmp_path / "page.png"
-    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
-                    cli_page.as_uri()], capture_output=True, timeout=120, check=True)
+    screenshot(cli_page, shot, 3000)
     pixels = np.asarray(Image.open(shot).convert("RGB"), np.float64)  # (3000, 1200, 3)
     assert pixels.shape == (3000, 1200, 3)
     not_white = (pixels < 240).any(axis=2)
