@@ -34,6 +34,7 @@ import numpy as np
 
 from ssd_np.images import load_rgb
 from ssd_np.reference import mobilenet_v2, preprocess
+from ssd_np.verify.compare import SHAPE_FIXES
 from ssd_np.verify.trace import trace_rgb, write_trace_file
 from ssd_np.weights.hdf5 import MANIFEST, sha256_file
 
@@ -179,13 +180,13 @@ def tf_node(name: str, known) -> str | None:
 def undo_layout(value: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, str | None, int]:
     """`value` in the reference's `shape` if it can be: (value, layout undone or None, rank), rank 0 for the
     reference's shape as is, 1 after undoing `NCHW` (a 4-D tensor transposed) or `squeezed` (shapes differing
-    only by size-1 dimensions), 2 for another shape (left unchanged)."""
-    if value.shape == shape:
-        return value, None, 0
-    if value.ndim == 4 and value.transpose(0, 2, 3, 1).shape == shape:
-        return value.transpose(0, 2, 3, 1), "NCHW", 1
-    if value.size == int(np.prod(shape)) and [d for d in value.shape if d != 1] == [d for d in shape if d != 1]:
-        return value.reshape(shape), "squeezed", 1
+    only by size-1 dimensions), 2 for another shape (left unchanged). The conventions are `compare`'s own
+    (`compare.SHAPE_FIXES`), so a capture undoes exactly what a comparison would."""
+    stand_in = np.broadcast_to(np.float32(0.0), shape)  # a shape fix reads only the reference's shape
+    for rank, (layout, fix) in enumerate(SHAPE_FIXES):
+        pair = fix("", stand_in, value)
+        if pair is not None:
+            return pair[1], layout or None, min(rank, 1)
     return value, None, 2
 
 
