@@ -248,7 +248,7 @@ layer = winograd.prepare(np.full((3, 3, 64, 64), 0.01, np.float32), np.zeros(64,
 v = empty_aligned((16, 30, 64)); v[:] = 1.0
 def loop(out, i, n=3000):
     numba.set_num_threads(1)
-    m = empty_aligned((16, 30, 2 * NR))
+    m = empty_aligned((16, 30, layer.packed.shape[1] * NR))  # (16, tiles, panels * NR)
     winograd._batched_gemm(v, layer.packed, 6, m)
     t = time.perf_counter()
     for _ in range(n):
