@@ -1,5 +1,8 @@
 """The machine the kernels are compiled for (engine.simd.TARGET), the register tile sized from it, and
 `ssd-np warmup` / the first-run notice (engine.warmup)."""
+import json
+import os
+import subprocess
 import sys
 
 import numba
@@ -8,6 +11,7 @@ from llvmlite import binding as llvm
 
 from ssd_np.cli.main import main
 from ssd_np.engine import conv, simd, warmup
+from conftest import ROOT
 
 X86 = llvm.get_process_triple().startswith("x86_64")
 
@@ -60,3 +64,33 @@ def test_first_run_notice_on_a_terminal_only(monkeypatch, capsys):
     warmup.announce()  # once per process
     err = capsys.readouterr().err
     assert err == f"ssd-np: compiling the numba kernels once (about {warmup.COMPILE_SECONDS} s; cached for later runs)\n"
+
+
+FIRST_RUN = r"""
+import json, numpy as np
+from ssd_np import model
+from ssd_np.engine import warmup
+from ssd_np.images import load_rgb
+from ssd_np.weights.hdf5 import MANIFEST
+with warmup.compile_times() as during:
+    layers = model.prepare({name: np.zeros(shape, np.float32) for name, shape in MANIFEST.shapes.items()})
+with warmup.compile_times() as after:
+    model.tf_outputs(load_rgb("tests/data/images/000000037777.jpg"), layers)  # PIL's read-only array
+    model.tf_outputs(np.zeros((480, 640, 3), np.uint8), layers)  # a writable one
+print(json.dumps({"during": sorted(during), "helper": sorted(warmup.HELPER_SECONDS), "after": sorted(after)}))
+"""
+
+
+def test_first_run_compiles_on_two_cores_then_nothing(tmp_path):
+    # An empty numba cache: `network.prepare` compiles the kernels TF's format needs, half of them in a helper
+    # process (loaded from the cache here), and a detection afterwards compiles nothing more.
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", FIRST_RUN], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["after"] == []
+    assert "ssd_np.engine.conv._conv_gemm" in result["during"]
+    if len(os.sched_getaffinity(0)) >= 2:
+        assert "ssd_np.engine.inverted_residual._inverted_residual" in result["helper"]
+        assert "ssd_np.engine.inverted_residual._inverted_residual" not in result["during"]

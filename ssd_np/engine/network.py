@@ -37,7 +37,7 @@ def prepare(weights: dict[str, np.ndarray]) -> dict:
     """Every layer's kernel inputs, computed once from the TF variables, keyed by layer scope without SCOPE
     (`expanded_conv_3/expand`: a `conv.Conv`; `expanded_conv_3/depthwise`: a `depthwise.Depthwise`) and, per
     map i, `BoxPredictor_i`: the function (H, W, C) -> (H, W, A*4 + A*91) of both heads with their biases."""
-    warmup.announce()  # the first compiled code runs here
+    warmup.compile_network()  # with an empty cache: compiled here, on two cores (see engine.warmup)
     layers: dict = {}
     for name in variable_shapes():
         scope, leaf = name[len(SCOPE) + 1:].rsplit("/", 1)

@@ -34,7 +34,9 @@ def resize_bilinear_tf(image: np.ndarray, out_height: int = INPUT_SIZE, out_widt
     """TF1 `ResizeBilinear` (legacy): uint8 (H, W, 3) -> float32 (out_height, out_width, 3)."""
     check_image(image)
     out = np.empty((out_height, out_width, 3), np.float32)
-    _resize_bilinear_tf(np.ascontiguousarray(image), *legacy_sampling(out_height, image.shape[0]),
+    image = np.ascontiguousarray(image).view()
+    image.flags.writeable = False  # one compiled specialization for any input (arrays from PIL are read-only)
+    _resize_bilinear_tf(image, *legacy_sampling(out_height, image.shape[0]),
                         *legacy_sampling(out_width, image.shape[1]), out)
     return out
 

@@ -7,24 +7,39 @@ kernel's source, argument types, CPU name and CPU features. Later processes load
 - `cached()`: whether the cache holds the main kernels for this CPU: it reads numba's small index file of each
   kernel (`<module>.<kernel>-<line>.pyXY.nbi`; numba returns an empty index when the source changed) and looks
   for an entry made for this CPU name and features. No compilation, a few milliseconds.
-- `announce()`: one line on stderr (a terminal), once per process, when they are not cached (called where the
-  engine first compiles: `network.prepare`).
+- `announce()`: one line on stderr (a terminal), once per process, when they are not cached.
+- `compile_network()`: what `network.prepare` calls first. With an empty cache and two or more cores, it compiles
+  on two cores at once (numba compiles one function at a time per process): a helper process
+  (`python -m ssd_np.engine.warmup`) compiles the fused inverted residual block and the depthwise convolution
+  (`_compile_helper_group`) into the on-disk cache, while this process compiles preprocessing, the dense and
+  Winograd convolutions and TF's post-processing (`_compile_own_group`); then it waits for the helper, whose
+  kernels later load from the cache. Each group calls the kernels' own entry points on small inputs, which gives
+  the signatures a real image gets (tests/test_target.py: a detection afterwards compiles nothing). Without a
+  helper (one core, or it failed) the rest compiles here on first use, as numba always does.
 - `compile_times()`: the CPU seconds spent compiling each kernel in a block of code (`ssd-np warmup` compiles
-  everything a detection needs ahead of time, e.g. in a Docker build step, and prints them).
+  everything a detection needs ahead of time, e.g. in a Docker build step, and prints them; `HELPER_SECONDS`:
+  the helper's).
 
 COMPILE_SECONDS is what the first run took on the machine of the README's speed tables (CPU seconds, empty
 cache, `ssd-np warmup`); a slower or busy machine takes longer.
 """
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 
+import numba
+import numpy as np
 from numba.core import event
 
 from ssd_np.engine import conv, depthwise, inverted_residual, postprocess, preprocess, winograd
+from ssd_np.reference import anchors
+from ssd_np.reference import postprocess as reference_postprocess
 
 COMPILE_SECONDS = 30
 KERNELS = (conv._conv_gemm, depthwise._depthwise3x3, inverted_residual._inverted_residual,
@@ -46,6 +61,61 @@ def cached() -> bool:
         return all(_cached(kernel) for kernel in KERNELS)
     except (AttributeError, OSError, EOFError, ValueError):  # another numba version's layout: say nothing
         return True
+
+
+def _zeros(*shape: int) -> np.ndarray:
+    return np.zeros(shape, np.float32)
+
+
+def _compile_helper_group() -> None:
+    """The fused block and the depthwise convolution (the helper process's half, ~15 s CPU on a Zen 3)."""
+    x = _zeros(6, 6, 16)
+    expand, project = conv.prepare_conv(_zeros(1, 1, 16, 32)), conv.prepare_conv(_zeros(1, 1, 32, 16))
+    dw = depthwise.prepare_depthwise(_zeros(3, 3, 32, 1))
+    inverted_residual.inverted_residual(x, expand, dw, project, 1, True)
+    depthwise.depthwise3x3_bn_act(x, depthwise.prepare_depthwise(_zeros(3, 3, 16, 1)), 2)
+
+
+def _compile_own_group() -> None:
+    """Preprocessing, the dense and Winograd convolutions, TF's post-processing (this process's half)."""
+    preprocess.preprocess(np.zeros((6, 6, 3), np.uint8))
+    x = _zeros(6, 6, 16)
+    conv.conv_bn_act(x, conv.prepare_conv(_zeros(3, 3, 16, 16)), 2, relu6=True)
+    winograd.conv3x3_bias(x, winograd.prepare(_zeros(3, 3, 16, 16), _zeros(16)))
+    num_anchors = len(anchors.ssd_anchors())
+    reference_postprocess.tf_outputs(_zeros(num_anchors, 4), _zeros(num_anchors, 91), anchors.ssd_anchors(), {},
+                                     postprocess.OPS)
+
+
+def _start_helper() -> subprocess.Popen | None:
+    """The helper process (`_compile_helper_group`), or None: one core, or no interpreter to start."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if cores < 2 or not sys.executable:
+        return None
+    try:
+        return subprocess.Popen([sys.executable, "-m", "ssd_np.engine.warmup"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    except OSError:
+        return None
+
+
+HELPER_SECONDS: dict[str, float] = {}  # CPU seconds per kernel the helper processes of this process compiled
+
+
+def compile_network() -> None:
+    """Compile the network's kernels and TF's post-processing now, on two cores at once, if the cache lacks them
+    (see the module docstring); nothing when they are cached or the JIT is off."""
+    if numba.config.DISABLE_JIT or cached():
+        return
+    announce()
+    helper = _start_helper()
+    _compile_own_group()
+    if helper is not None:
+        out, _ = helper.communicate()  # its kernels are in the cache now (if it failed: compiled here on first use)
+        try:
+            HELPER_SECONDS.update(json.loads(out.strip().splitlines()[-1]))
+        except (ValueError, IndexError):
+            pass
 
 
 def announce() -> None:
@@ -87,3 +157,10 @@ def compile_times():
         yield listener.seconds
     finally:
         event.unregister("numba:compile", listener)
+
+
+if __name__ == "__main__":  # the helper process of compile_network(): compiles, prints its compile times
+    numba.set_num_threads(1)
+    with compile_times() as spent:
+        _compile_helper_group()
+    print(json.dumps(spent))
