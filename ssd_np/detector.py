@@ -23,6 +23,7 @@ import numpy as np
 
 from ssd_np import model
 from ssd_np.coco_labels import COCO_LABELS
+from ssd_np.engine import warmup
 from ssd_np.images import ImageInput, load_rgb
 from ssd_np.reference.preprocess import INPUT_SIZE, resize_bilinear_cv2
 from ssd_np.weights.hdf5 import default_weights_path, load_weights
@@ -62,6 +63,7 @@ class Detector:
     @classmethod
     def load(cls, path: str | os.PathLike | None = None) -> "Detector":
         """Load weights from `path` (default: `ssd_np.weights.hdf5.default_weights_path()`), strictly checked."""
+        warmup.start_compiling()  # a first run: half of the kernels compile in another process meanwhile
         tensors, attrs = load_weights(path if path is not None else default_weights_path())
         return cls(tensors, str(attrs["source"]), bool(attrs["genuine"]))
 

@@ -119,26 +119,28 @@ def _patch_offset(iy, ix, h, wd, cin):
 
 
 @njit(inline="always")
-def tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True):
-    """The register tile: acc (12 vectors: 6 pixel rows x 2 column vectors) + the products of n consecutive
-    patch elements, src[a_i + c] (pixel row i) times the packed weight rows b[k + c*NR : ... + NR], c < n,
-    accumulated in order with FMA. narrow: the panel's second column vector is past cout, or NR is one vector
-    (left as it is).
-    six=False: a tile of 5 rows (row 5 left as it is). Pass narrow and six as constants: each combination
-    compiles to its own loop."""
+def _tile_sums_one_column(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True):
+    """`tile_sums` of the tile's first column vector only (NR is one vector, or the panel is narrow)."""
     s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
-    if narrow or NR == LANES:
-        for c in range(n):
-            b0 = vload(b, k)
-            k += NR
-            s00 = vfma(vbroadcast(src, a0 + c), b0, s00)
-            s10 = vfma(vbroadcast(src, a1 + c), b0, s10)
-            s20 = vfma(vbroadcast(src, a2 + c), b0, s20)
-            s30 = vfma(vbroadcast(src, a3 + c), b0, s30)
-            s40 = vfma(vbroadcast(src, a4 + c), b0, s40)
-            if six:
-                s50 = vfma(vbroadcast(src, a5 + c), b0, s50)
-        return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51
+    for c in range(n):
+        b0 = vload(b, k)
+        k += NR
+        s00 = vfma(vbroadcast(src, a0 + c), b0, s00)
+        s10 = vfma(vbroadcast(src, a1 + c), b0, s10)
+        s20 = vfma(vbroadcast(src, a2 + c), b0, s20)
+        s30 = vfma(vbroadcast(src, a3 + c), b0, s30)
+        s40 = vfma(vbroadcast(src, a4 + c), b0, s40)
+        if six:
+            s50 = vfma(vbroadcast(src, a5 + c), b0, s50)
+    return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51
+
+
+@njit(inline="always")
+def _tile_sums_two_columns(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True):
+    """`tile_sums` with NR = two vectors."""
+    if narrow:
+        return _tile_sums_one_column(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six)
+    s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
     for c in range(n):
         b0 = vload(b, k)
         b1 = vload(b, k + LANES)
@@ -163,6 +165,15 @@ def tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True):
             s50 = vfma(v, b0, s50)
             s51 = vfma(v, b1, s51)
     return s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51
+
+
+# tile_sums(src, a0, a1, a2, a3, a4, a5, b, k, n, narrow, acc, six=True): the register tile. acc (12 vectors: 6
+# pixel rows x 2 column vectors) + the products of n consecutive patch elements, src[a_i + c] (pixel row i) times
+# the packed weight rows b[k + c*NR : ... + NR], c < n, accumulated in order with FMA. narrow: the panel's second
+# column vector is past cout, or NR is one vector (left as it is). six=False: a tile of 5 rows (row 5 left as it
+# is). Pass narrow and six as constants: each combination compiles to its own loop. With NR = one vector the
+# two-column loop is never compiled (it would be dead code, and compile time).
+tile_sums = _tile_sums_two_columns if NR > LANES else _tile_sums_one_column
 
 
 @njit(inline="always")

@@ -8,7 +8,8 @@ kernel's source, argument types, CPU name and CPU features. Later processes load
   kernel (`<module>.<kernel>-<line>.pyXY.nbi`; numba returns an empty index when the source changed) and looks
   for an entry made for this CPU name and features. No compilation, a few milliseconds.
 - `announce()`: one line on stderr (a terminal), once per process, when they are not cached.
-- `compile_network()`: what `network.prepare` calls first. With an empty cache and two or more cores, it compiles
+- `compile_network()`: what `network.prepare` calls first (`start_compiling()`: its helper process, started
+  early by `Detector.load`). With an empty cache and two or more cores, it compiles
   on two cores at once (numba compiles one function at a time per process): a helper process
   (`python -m ssd_np.engine.warmup`) compiles the fused inverted residual block and the depthwise convolution
   (`_compile_helper_group`) into the on-disk cache, while this process compiles preprocessing, the dense and
@@ -68,16 +69,16 @@ def _zeros(*shape: int) -> np.ndarray:
 
 
 def _compile_helper_group() -> None:
-    """The fused block and the depthwise convolution (the helper process's half, ~15 s CPU on a Zen 3)."""
+    """The fused block and the depthwise convolution (the helper process's half: ~15 s CPU on a Zen 3)."""
     x = _zeros(6, 6, 16)
     expand, project = conv.prepare_conv(_zeros(1, 1, 16, 32)), conv.prepare_conv(_zeros(1, 1, 32, 16))
-    dw = depthwise.prepare_depthwise(_zeros(3, 3, 32, 1))
-    inverted_residual.inverted_residual(x, expand, dw, project, 1, True)
+    inverted_residual.inverted_residual(x, expand, depthwise.prepare_depthwise(_zeros(3, 3, 32, 1)), project, 1,
+                                        True)
     depthwise.depthwise3x3_bn_act(x, depthwise.prepare_depthwise(_zeros(3, 3, 16, 1)), 2)
 
 
 def _compile_own_group() -> None:
-    """Preprocessing, the dense and Winograd convolutions, TF's post-processing (this process's half)."""
+    """Preprocessing, the dense and Winograd convolutions, TF's post-processing (this process's half: ~15 s)."""
     preprocess.preprocess(np.zeros((6, 6, 3), np.uint8))
     x = _zeros(6, 6, 16)
     conv.conv_bn_act(x, conv.prepare_conv(_zeros(3, 3, 16, 16)), 2, relu6=True)
@@ -100,16 +101,27 @@ def _start_helper() -> subprocess.Popen | None:
 
 
 HELPER_SECONDS: dict[str, float] = {}  # CPU seconds per kernel the helper processes of this process compiled
+_helper: subprocess.Popen | None = None
+
+
+def start_compiling() -> None:
+    """Start the helper process now if the cache lacks the kernels (`Detector.load` calls this before it reads the
+    weights file, so the two overlap); `compile_network` then uses it."""
+    global _helper
+    if _helper is None and not numba.config.DISABLE_JIT and not cached():
+        announce()
+        _helper = _start_helper()
 
 
 def compile_network() -> None:
     """Compile the network's kernels and TF's post-processing now, on two cores at once, if the cache lacks them
     (see the module docstring); nothing when they are cached or the JIT is off."""
+    global _helper
     if numba.config.DISABLE_JIT or cached():
         return
-    announce()
-    helper = _start_helper()
+    start_compiling()
     _compile_own_group()
+    helper, _helper = _helper, None
     if helper is not None:
         out, _ = helper.communicate()  # its kernels are in the cache now (if it failed: compiled here on first use)
         try:
