@@ -55,8 +55,10 @@ class Detections:
 class Detector:
     """ssd_mobilenet_v2_coco with the weights of one HDF5 file."""
 
-    def __init__(self, weights: dict[str, np.ndarray], source: str = "in-memory weights", genuine: bool = False):
-        self.layers = model.prepare(weights)  # packed once; the forward pass reads only these
+    def __init__(self, weights: dict[str, np.ndarray], source: str = "in-memory weights", genuine: bool = False,
+                 release_weights: bool = False):
+        """release_weights: empty `weights` layer by layer while packing it (see `engine.network.prepare`)."""
+        self.layers = model.prepare(weights, release_weights)  # packed once; the forward pass reads only these
         self.source = source
         self.genuine = genuine
 
@@ -65,7 +67,7 @@ class Detector:
         """Load weights from `path` (default: `ssd_np.weights.hdf5.default_weights_path()`), strictly checked."""
         warmup.start_compiling()  # a first run: half of the kernels compile in another process meanwhile
         tensors, attrs = load_weights(path if path is not None else default_weights_path())
-        return cls(tensors, str(attrs["source"]), bool(attrs["genuine"]))
+        return cls(tensors, str(attrs["source"]), bool(attrs["genuine"]), release_weights=True)
 
     def __call__(self, image: ImageInput, format: str = "tf") -> Detections:
         """The detections of one image (a path, a PIL image or an (H, W, 3) uint8 RGB array), best first for

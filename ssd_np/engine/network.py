@@ -33,21 +33,32 @@ FUSE_MIN_EXPANSION_BYTES = 1 << 20
 WINOGRAD_MAPS = (0, 1)
 
 
-def prepare(weights: dict[str, np.ndarray]) -> dict:
+def prepare(weights: dict[str, np.ndarray], release: bool = False) -> dict:
     """Every layer's kernel inputs, computed once from the TF variables, keyed by layer scope without SCOPE
     (`expanded_conv_3/expand`: a `conv.Conv`; `expanded_conv_3/depthwise`: a `depthwise.Depthwise`) and, per
-    map i, `BoxPredictor_i`: the function (H, W, C) -> (H, W, A*4 + A*91) of both heads with their biases."""
+    map i, `BoxPredictor_i`: the function (H, W, C) -> (H, W, A*4 + A*91) of both heads with their biases.
+
+    release: delete each layer's variables from `weights` once the layer is prepared (`Detector.load` does: the
+    file's variables and the packed layers then never both exist whole, ~60 MB less at the peak)."""
     warmup.compile_network()  # with an empty cache: compiled here, on two cores (see engine.warmup)
+
+    def done(prefix: str) -> None:
+        if release:
+            for key in [key for key in weights if key.startswith(prefix)]:
+                del weights[key]
+
     layers: dict = {}
     for name in variable_shapes():
         scope, leaf = name[len(SCOPE) + 1:].rsplit("/", 1)
         if leaf in ("weights", "depthwise_weights"):
             scale, shift = batch_norm_params(weights, scope, {})
             layers[scope] = (prepare_conv if leaf == "weights" else prepare_depthwise)(weights[name], scale, shift)
+            done(f"{SCOPE}/{scope}/")
     for i in range(len(ANCHORS_PER_LOCATION)):
         heads = [f"BoxPredictor_{i}/{head}" for head, _ in HEADS]
         w = np.concatenate([weights[f"{h}/weights"] for h in heads], axis=3)
         biases = np.concatenate([weights[f"{h}/biases"] for h in heads])
+        done(f"BoxPredictor_{i}/")
         if i in WINOGRAD_MAPS:
             layers[f"BoxPredictor_{i}"] = partial(winograd.conv3x3_bias, wg=winograd.prepare(w, biases))
         else:
