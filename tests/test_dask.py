@@ -35,6 +35,9 @@ def images(tmp_path_factory):
     return folder
 
 
+ENVIRONMENT = dict(os.environ)  # before any cluster
+
+
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
@@ -42,6 +45,16 @@ def cluster():
 
     with local_cluster(2) as cluster, distributed.Client(cluster) as client:
         yield cluster.scheduler_address, client
+
+
+def test_a_local_cluster_leaves_this_process_environment_alone(cluster):
+    # Dask's nannies write OMP/MKL/OPENBLAS_NUM_THREADS=1 into the environment of the process they run in; every
+    # later subprocess then ran OpenBLAS on one thread (the reference's products rounded differently: a page
+    # written by `ssd-np explain` no longer matched one computed here)
+    from ssd_np.cli.distributed import MALLOC_VARIABLE, THREAD_VARIABLES
+
+    for name in (MALLOC_VARIABLE, *THREAD_VARIABLES):
+        assert os.environ.get(name) == ENVIRONMENT.get(name), name
 
 
 def detect_runs(out, images, weights_file, *extra):

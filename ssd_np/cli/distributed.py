@@ -47,7 +47,12 @@ MAX_CHUNK = 16  # images per task at most: a lost worker costs at most this many
 # every large array of the model is then mapped and zero-filled afresh, 1.5x the CPU time per image (0.052-0.054 s
 # instead of 0.034-0.036 s, one numba thread, this machine). Workers started here keep glibc's default.
 MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
-MALLOC_DEFAULT = {f"distributed.nanny.pre-spawn-environ.{MALLOC_VARIABLE}": None}  # None: not set
+# The nannies also set OMP/MKL/OPENBLAS_NUM_THREADS=1 by writing them into the environment of the process they run
+# in: with a local cluster, this one, and every later subprocess of it (OpenBLAS with one thread rounds some
+# products differently from two). Here they go to the workers only (LocalCluster's `env`).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+NANNY_ENVIRON = {f"distributed.nanny.pre-spawn-environ.{name}": None  # None: not set
+                 for name in (MALLOC_VARIABLE, *THREAD_VARIABLES)}
 
 
 class WorkerSetupError(Exception):
@@ -75,18 +80,18 @@ def _distributed():
 
 
 def local_cluster(workers: int):
-    """A `LocalCluster` of `workers` processes, one task and one numba thread each, glibc's default memory
-    allocation (`MALLOC_VARIABLE`), every socket on the loopback interface (the scheduler's HTTP endpoints on a free port: no
+    """A `LocalCluster` of `workers` processes, one task and one numba (and BLAS) thread each, glibc's default
+    memory allocation (`MALLOC_VARIABLE`), this process's environment left as it is (`THREAD_VARIABLES`), every socket on the loopback interface (the scheduler's HTTP endpoints on a free port: no
     dashboard, no clash over port 8787), Dask's log lines below ERROR silenced (each failed image is reported by
     the run itself)."""
     distributed = _distributed()
     import dask
 
-    with dask.config.set(MALLOC_DEFAULT):  # read by each nanny when it starts
+    with dask.config.set(NANNY_ENVIRON):  # read by each nanny when it starts
         return distributed.LocalCluster(n_workers=workers, processes=True, threads_per_worker=1, host="127.0.0.1",
                                         dashboard_address=None, silence_logs=logging.ERROR,
                                         scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
-                                        env={"NUMBA_NUM_THREADS": "1"})
+                                        env={"NUMBA_NUM_THREADS": "1", **{name: "1" for name in THREAD_VARIABLES}})
 
 
 def local_workers(scheduler: str) -> int | None:
