@@ -8,21 +8,21 @@ kernel's source, argument types, CPU name and CPU features. Later processes load
   kernel (`<module>.<kernel>-<line>.pyXY.nbi`; numba returns an empty index when the source changed) and looks
   for an entry made for this CPU name and features. No compilation, a few milliseconds.
 - `announce()`: one line on stderr (a terminal), once per process, when they are not cached.
-- `compile_network()`: what `network.prepare` calls first (`start_compiling()`: its helper process, started
-  early by `Detector.load`). With an empty cache and two or more cores, it compiles
-  on two cores at once (numba compiles one function at a time per process): a helper process
-  (`python -m ssd_np.engine.warmup`) compiles the fused inverted residual block and the depthwise convolution
-  (`_compile_helper_group`) into the on-disk cache, while this process compiles preprocessing, the dense and
-  Winograd convolutions and TF's post-processing (`_compile_own_group`); then it waits for the helper, whose
-  kernels later load from the cache. Each group calls the kernels' own entry points on small inputs, which gives
-  the signatures a real image gets (tests/test_target.py: a detection afterwards compiles nothing). Without a
-  helper (one core, or it failed) the rest compiles here on first use, as numba always does.
+- `compile_network()`: what `network.prepare` calls first (`start_compiling()`: its helper process, started early by
+  `Detector.load`). With an empty cache and two or more cores, it compiles on two cores at once (numba compiles one
+  function at a time per process): a helper process (`python -m ssd_np.engine.warmup`) compiles the fused inverted
+  residual block, the depthwise convolution and preprocessing (`_compile_helper_group`) into the on-disk cache,
+  while this process loads the weights and compiles the dense and Winograd convolutions and TF's post-processing
+  (`_compile_own_group`); then it waits for the helper, whose kernels later load from the cache. Each group calls
+  the kernels' own entry points on small inputs, which gives the signatures a real image gets (tests/test_target.py:
+  a detection afterwards compiles nothing). Without a helper (one core, or it failed) the rest compiles here on
+  first use, as numba always does.
 - `compile_times()`: the CPU seconds spent compiling each kernel in a block of code (`ssd-np warmup` compiles
   everything a detection needs ahead of time, e.g. in a Docker build step, and prints them; `HELPER_SECONDS`:
   the helper's).
 
-COMPILE_SECONDS is what the first run took on the machine of the README's speed tables (CPU seconds, empty
-cache, `ssd-np warmup`); a slower or busy machine takes longer.
+COMPILE_SECONDS is about what a first run took on the 2-core machines of the README's speed tables (empty cache,
+load + one image); one core, or a slower or busy machine, takes longer.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from ssd_np.engine import conv, depthwise, inverted_residual, postprocess, prepr
 from ssd_np.reference import anchors
 from ssd_np.reference import postprocess as reference_postprocess
 
-COMPILE_SECONDS = 30
+COMPILE_SECONDS = 20
 KERNELS = (conv._conv_gemm, depthwise._depthwise3x3, inverted_residual._inverted_residual,
            winograd._input_transform, winograd._batched_gemm, winograd._output_transform,
            preprocess._resize_bilinear_tf, postprocess._multiclass_nms)
@@ -69,7 +69,9 @@ def _zeros(*shape: int) -> np.ndarray:
 
 
 def _compile_helper_group() -> None:
-    """The fused block and the depthwise convolution (the helper process's half: ~15 s CPU on a Zen 3)."""
+    """The fused block, the depthwise convolution and preprocessing (the helper process's part: ~16 s CPU on a
+    Zen 3; this process also loads the weights meanwhile)."""
+    preprocess.preprocess(np.zeros((6, 6, 3), np.uint8))
     x = _zeros(6, 6, 16)
     expand, project = conv.prepare_conv(_zeros(1, 1, 16, 32)), conv.prepare_conv(_zeros(1, 1, 32, 16))
     inverted_residual.inverted_residual(x, expand, depthwise.prepare_depthwise(_zeros(3, 3, 32, 1)), project, 1,
@@ -78,8 +80,7 @@ def _compile_helper_group() -> None:
 
 
 def _compile_own_group() -> None:
-    """Preprocessing, the dense and Winograd convolutions, TF's post-processing (this process's half: ~15 s)."""
-    preprocess.preprocess(np.zeros((6, 6, 3), np.uint8))
+    """The dense and Winograd convolutions, TF's post-processing (this process's part: ~14 s)."""
     x = _zeros(6, 6, 16)
     conv.conv_bn_act(x, conv.prepare_conv(_zeros(3, 3, 16, 16)), 2, relu6=True)
     winograd.conv3x3_bias(x, winograd.prepare(_zeros(3, 3, 16, 16), _zeros(16)))
