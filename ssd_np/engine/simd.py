@@ -213,6 +213,22 @@ def vrelu6(typingctx, v):
     return f32x16(v), codegen
 
 
+@intrinsic
+def prefetch(typingctx, array, index):
+    """A hint to bring the cache line of `array.flat[index]` into the L2 cache (`prefetcht1`); no effect on any
+    result, not bounds-checked (a prefetch never faults)."""
+    def codegen(context, builder, sig, args):
+        data = context.make_array(sig.args[0])(context, builder, args[0]).data
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]),
+                                            "llvm.prefetch.p0i8")
+        address = builder.bitcast(builder.gep(data, [args[1]]), byte)
+        builder.call(fn, [address, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])  # read, L2, data
+        return context.get_dummy_value()
+    return types.none(array, index), codegen
+
+
 @njit
 def vload_tail(array, index, n, tmp):
     """Like vload on a 1-D array, for only n < 16 valid elements (the other lanes 0), through the scratch tmp."""

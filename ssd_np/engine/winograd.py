@@ -35,12 +35,18 @@ import numpy as np
 from numba import prange
 
 from ssd_np.engine.conv import MR, NR, tile_sums
-from ssd_np.engine.simd import LANES, check_hwc, empty_aligned, vsplat, vstore
+from ssd_np.engine.simd import LANES, check_hwc, empty_aligned, prefetch, vsplat, vstore
 from ssd_np.jit import njit
 
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
+
+
+# A panel of U[e] (cin x NR weights: 80 KB for the 10x10 map's 1280 channels) comes from memory once per image
+# (U of the 10x10 map is 45 MB), the register tiles after the first read it from the cache; meanwhile those tiles
+# prefetch the next job's panel, an equal share each, PREFETCH_STEP channels at a time.
+PREFETCH_STEP = 64
 
 
 class Winograd(NamedTuple):
@@ -115,22 +121,33 @@ def _batched_gemm(v, packed, rows, m):
     positions, tiles, cin = v.shape
     panels = packed.shape[1]
     width = m.shape[2]
-    for job in prange(positions * panels):
+    jobs = positions * panels
+    flat = packed.reshape(jobs * cin * NR)  # job j's panel: flat[j * cin * NR:]
+    later_tiles = tiles // rows - 1
+    for job in prange(jobs):
         e = job // panels
         j0 = (job % panels) * NR
         src = v[e].reshape(tiles * cin)
         b = packed[e, job % panels].reshape(cin * NR)
         out = m[e].reshape(tiles * width)
+        ahead = (job + 1) * cin * NR if job + 1 < jobs and later_tiles > 0 else -1  # the next job's panel
         for p in range(0, tiles, rows):
             zero = vsplat(0.0)
             acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
             a = p * cin
-            if rows == MR:
-                acc = tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a + 5 * cin, b, 0, cin,
-                                False, acc, True)
-            else:
-                acc = tile_sums(src, a, a + cin, a + 2 * cin, a + 3 * cin, a + 4 * cin, a, b, 0, cin,
-                                False, acc, False)
+            q = p // rows - 1  # the tiles after the first fetch the next panel, 1/later_tiles each
+            for c0 in range(0, cin, PREFETCH_STEP):
+                n = min(PREFETCH_STEP, cin - c0)
+                if q >= 0 and ahead >= 0:
+                    first = ahead + (q * cin + c0) // later_tiles * NR
+                    for line in range(first, ahead + (q * cin + c0 + n) // later_tiles * NR, LANES):
+                        prefetch(flat, line)
+                if rows == MR:
+                    acc = tile_sums(src, a + c0, a + cin + c0, a + 2 * cin + c0, a + 3 * cin + c0, a + 4 * cin + c0,
+                                    a + 5 * cin + c0, b, c0 * NR, n, False, acc, True)
+                else:
+                    acc = tile_sums(src, a + c0, a + cin + c0, a + 2 * cin + c0, a + 3 * cin + c0, a + 4 * cin + c0,
+                                    a + c0, b, c0 * NR, n, False, acc, False)
             s00, s01, s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = acc
             o = p * width + j0
             for v0, v1 in ((s00, s01), (s10, s11), (s20, s21), (s30, s31), (s40, s41)):
