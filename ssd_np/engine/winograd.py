@@ -43,10 +43,15 @@ G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], np.float64)
 
 
-# A panel of U[e] (cin x NR weights: 80 KB for the 10x10 map's 1280 channels) comes from memory once per image
-# (U of the 10x10 map is 45 MB), the register tiles after the first read it from the cache; meanwhile those tiles
-# prefetch the next job's panel, an equal share each, PREFETCH_STEP channels at a time.
+# A panel of U[e] (cin x NR weights: 80 KB for the 10x10 map's 1280 channels with NR = 16) comes from memory once
+# per image (U of the 10x10 map is 45 MB), the register tiles after the first read it from the cache; meanwhile
+# those tiles prefetch the next job's panel, an equal share each, PREFETCH_STEP channels at a time, one prefetch
+# per 64-byte cache line. Only with panels one vector wide (AVX2 and narrower): with AVX2 code the 10x10 map took
+# 6.7 -> 5.3 ms on a Zen 5 and 8.6-9.1 -> 7.1-7.2 ms on a Zen 3 at one thread; with AVX-512 code (NR = 32) the
+# Zen 5's own prefetchers kept up and the prefetches only cost time (3.4 -> 4.0 ms).
+PREFETCH = NR == LANES
 PREFETCH_STEP = 64
+CACHE_LINE = 16  # floats
 
 
 class Winograd(NamedTuple):
@@ -130,7 +135,7 @@ def _batched_gemm(v, packed, rows, m):
         src = v[e].reshape(tiles * cin)
         b = packed[e, job % panels].reshape(cin * NR)
         out = m[e].reshape(tiles * width)
-        ahead = (job + 1) * cin * NR if job + 1 < jobs and later_tiles > 0 else -1  # the next job's panel
+        ahead = (job + 1) * cin * NR if PREFETCH and job + 1 < jobs and later_tiles > 0 else -1  # next job's panel
         for p in range(0, tiles, rows):
             zero = vsplat(0.0)
             acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
@@ -140,7 +145,7 @@ def _batched_gemm(v, packed, rows, m):
                 n = min(PREFETCH_STEP, cin - c0)
                 if q >= 0 and ahead >= 0:
                     first = ahead + (q * cin + c0) // later_tiles * NR
-                    for line in range(first, ahead + (q * cin + c0 + n) // later_tiles * NR, LANES):
+                    for line in range(first, ahead + (q * cin + c0 + n) // later_tiles * NR, CACHE_LINE):
                         prefetch(flat, line)
                 if rows == MR:
                     acc = tile_sums(src, a + c0, a + cin + c0, a + 2 * cin + c0, a + 3 * cin + c0, a + 4 * cin + c0,
