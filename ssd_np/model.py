@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ssd_np.engine import network
+from ssd_np.engine import network, threads
 from ssd_np.engine.postprocess import OPS
 from ssd_np.engine.preprocess import preprocess
 from ssd_np.reference import anchors, postprocess
@@ -22,8 +22,10 @@ prepare = network.prepare
 
 
 def predict(rgb: np.ndarray, layers: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W, 3) uint8 RGB -> `concat` (1917, 4) box encodings and `concat_1` (1917, 91) class logits."""
-    return network.predict(network.feature_maps(preprocess(rgb), layers), layers)
+    """(H, W, 3) uint8 RGB -> `concat` (1917, 4) box encodings and `concat_1` (1917, 91) class logits (a thread
+    per core, pinned: `engine.threads`)."""
+    with threads.pinned():
+        return network.predict(network.feature_maps(preprocess(rgb), layers), layers)
 
 
 def tf_outputs(rgb: np.ndarray, layers: dict) -> dict[str, np.ndarray]:

@@ -9,6 +9,8 @@
     preprocess.py         the TF resize, compiled
     elementwise.py        TF's and OpenVINO's exp and sigmoid, compiled
     nms.py, postprocess.py  the NMS and per-class loops, compiled
+    threads.py            a thread per core, pinned while an image is computed
+    warmup.py             the first run's compilation on two cores, `ssd-np warmup`
 Each compiled function has its reference twin under the same name (`engine.nms.non_max_suppression_v2` and
 `reference.nms.non_max_suppression_v2`, `engine.conv.conv2d` and `reference.mobilenet_v2.conv2d`, ...).
 

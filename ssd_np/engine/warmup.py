@@ -38,7 +38,7 @@ import numba
 import numpy as np
 from numba.core import event
 
-from ssd_np.engine import conv, depthwise, inverted_residual, postprocess, preprocess, winograd
+from ssd_np.engine import conv, depthwise, inverted_residual, postprocess, preprocess, threads, winograd
 from ssd_np.reference import anchors
 from ssd_np.reference import postprocess as reference_postprocess
 
@@ -80,7 +80,9 @@ def _compile_helper_group() -> None:
 
 
 def _compile_own_group() -> None:
-    """The dense and Winograd convolutions, TF's post-processing (this process's part: ~14 s)."""
+    """The dense and Winograd convolutions, TF's post-processing, the thread pinning (this process's part: ~14 s)."""
+    if threads.CAN_PIN:
+        threads._thread_ids(np.zeros(1, np.int32))
     x = _zeros(6, 6, 16)
     conv.conv_bn_act(x, conv.prepare_conv(_zeros(3, 3, 16, 16)), 2, relu6=True)
     winograd.conv3x3_bias(x, winograd.prepare(_zeros(3, 3, 16, 16), _zeros(16)))

@@ -1,0 +1,68 @@
+"""One thread per core during a forward pass: numba's OpenMP threads pinned while an image is computed.
+
+A forward pass is ~50 parallel regions, each split evenly between the threads, so a region ends when its slowest
+thread does. Between images the threads sleep; when the next image wakes them, Linux may place the waking thread
+on the core of the thread that woke it (it looks idle, the caches are warm), and the two then share one core for
+the rest of the image while the other core idles. On a 2-vCPU Zen 5 VM, one image every 200 ms took 20-50 ms on
+two threads (one thread alone: 18 ms; back to back: 10 ms); OpenVINO, which pins its threads, 12 ms.
+
+`pinned()` therefore binds each of the pass's threads to its own CPU while the pass runs: the calling thread to the
+first CPU it may use, numba's worker threads to the others, and gives the calling thread its own CPU mask back
+afterwards (the workers, numba's own threads, stay pinned). Only when the pass has one thread for each CPU the
+calling thread may use: fewer threads (`NUMBA_NUM_THREADS=1`, `ssd-np detect --jobs` sharing the cores out, Dask
+workers) leave the scheduler free. Linux only (`sched_setaffinity` and the C library's `gettid`); not when the user
+binds OpenMP's threads himself (`OMP_PROC_BIND`, `OMP_PLACES`, `GOMP_CPU_AFFINITY`; `OMP_PROC_BIND=false` turns
+this off). Results do not depend on it: every region splits its work the same way wherever its threads run.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from contextlib import contextmanager
+
+import numba
+import numpy as np
+from numba import prange, types
+
+from ssd_np.jit import njit
+
+USER_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")
+CAN_PIN = (hasattr(os, "sched_setaffinity") and hasattr(ctypes.CDLL(None), "gettid")
+           and not any(name in os.environ for name in USER_BINDING))
+
+_gettid = types.ExternalFunction("gettid", types.int32())  # the calling thread's id (Linux)
+
+
+@njit(parallel=True)
+def _thread_ids(out):
+    """out (threads,) int32: the thread id of each thread of a parallel region (one iteration per thread)."""
+    for t in prange(out.size):
+        out[t] = _gettid()
+
+
+@contextmanager
+def pinned():
+    """Run the body with each of numba's threads on a CPU of its own (see the module docstring), if it applies."""
+    threads = numba.get_num_threads()
+    cpus = sorted(os.sched_getaffinity(0)) if CAN_PIN and threads > 1 else []
+    if len(cpus) != threads:
+        yield
+        return
+    ids = np.zeros(threads, np.int32)
+    _thread_ids(ids)
+    me = threading.get_native_id()
+    workers = [int(i) for i in ids if i != me]
+    if me not in ids or len(set(workers)) != threads - 1:  # not one iteration per thread: leave them alone
+        yield
+        return
+    try:
+        os.sched_setaffinity(0, cpus[:1])
+        for worker, cpu in zip(workers, cpus[1:]):
+            os.sched_setaffinity(worker, (cpu,))
+    except OSError:  # a thread gone or a CPU taken away meanwhile: the pass runs as the scheduler places it
+        pass
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, cpus)
