@@ -30,7 +30,7 @@ IMAGES = DATA / "images"
 COCO_A, COCO_B = IMAGES / "000000037777.jpg", IMAGES / "000000000802.jpg"
 GRAY = IMAGES / "gray_320x240.png"
 SUMMARY = re.compile(r"^ssd-np: (\d+) images?, (\d+) failed, (\d+) detections, [0-9.]+ images/s, [0-9.]+ s elapsed "
-                     r"\([0-9.]+ s loading the weights\)$")
+                     r"\([0-9.]+ s loading the weights( and compiling the kernels)?\)$")
 
 
 @pytest.fixture(scope="session")

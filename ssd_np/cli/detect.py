@@ -45,6 +45,7 @@ from ssd_np.cli.batch import Job, Outcome, Progress, process
 from ssd_np.cli.errors import EXIT_FAILED, EXIT_OK, CliError, not_written
 from ssd_np.cli.outputs import coco_image_id, json_bytes
 from ssd_np.detector import Detector
+from ssd_np.engine import warmup
 from ssd_np.weights.hdf5 import default_weights_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -216,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
     images = find_images(args.images)
     check_names(images, job)
     weights = Path(args.weights) if args.weights else default_weights_path()
+    compiling = not numba.config.DISABLE_JIT and not warmup.cached()  # a first run: Detector.load compiles them
     detector = Detector.load(weights)
     for folder, option in ((job.json_dir, "--json-dir"), (job.draw_dir, "--draw")):
         if folder is not None:
@@ -266,5 +268,6 @@ def run(args: argparse.Namespace) -> int:
     end = time.monotonic()
     print(f"ssd-np: {len(todo)} image{'s' if len(todo) != 1 else ''}, {failed} failed, {detections} detections, "
           f"{len(todo) / (end - loaded):.2f} images/s, {end - start:.1f} s elapsed "
-          f"({loaded - start:.1f} s loading the weights)", file=sys.stderr)
+          f"({loaded - start:.1f} s loading the weights{' and compiling the kernels' if compiling else ''})",
+          file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
