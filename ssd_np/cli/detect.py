@@ -234,8 +234,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"ssd-np: --resume: {len(kept)} of {len(images)} images already have their outputs, skipped",
               file=sys.stderr)
 
-    # By default one image per core (numba's threads): 1.75-1.91x the one-core rate on 2 cores, where one image at
-    # a time on both cores gives 1.36-1.45x (tools/bench.py); a single image gets every core.
+    # By default one image per core (numba's threads): 1.76-1.80x the one-core rate on 2 cores, where one image at
+    # a time on both cores gives 1.54-1.58x (tools/bench.py, three runs on a Zen 5); a single image gets every core.
     jobs = args.jobs if args.jobs is not None else max(1, min(numba.config.NUMBA_NUM_THREADS, len(todo)))
     loaded = time.monotonic()
     progress = Progress(len(todo), sys.stderr, sys.stdout)

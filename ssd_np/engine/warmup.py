@@ -69,8 +69,8 @@ def _zeros(*shape: int) -> np.ndarray:
 
 
 def _compile_helper_group() -> None:
-    """The fused block, the depthwise convolution and preprocessing (the helper process's part: ~16 s CPU on a
-    Zen 3; this process also loads the weights meanwhile)."""
+    """The fused block, the depthwise convolution and preprocessing: the helper process's part, about half of the
+    compile time (this process also loads the weights meanwhile)."""
     preprocess.preprocess(np.zeros((6, 6, 3), np.uint8))
     x = _zeros(6, 6, 16)
     expand, project = conv.prepare_conv(_zeros(1, 1, 16, 32)), conv.prepare_conv(_zeros(1, 1, 32, 16))
@@ -80,7 +80,7 @@ def _compile_helper_group() -> None:
 
 
 def _compile_own_group() -> None:
-    """The dense and Winograd convolutions, TF's post-processing, the thread pinning (this process's part: ~14 s)."""
+    """The dense and Winograd convolutions, TF's post-processing, the thread pinning (this process's part)."""
     if threads.CAN_PIN:
         threads._thread_ids(np.zeros(1, np.int32))
     x = _zeros(6, 6, 16)
