@@ -1,17 +1,17 @@
 """One thread per core during a forward pass: numba's OpenMP threads pinned while an image is computed.
 
 A forward pass is ~50 parallel regions, each split evenly between the threads, so a region ends when its slowest
-thread does. Between images the threads sleep; when the next image wakes them, Linux may place the waking thread
-on the core of the thread that woke it (it looks idle, the caches are warm), and the two then share one core for
-the rest of the image while the other core idles. On a 2-vCPU Zen 5 VM, one image every 200 ms took 20-50 ms on
-two threads (one thread alone: 18 ms; back to back: 10 ms); OpenVINO, which pins its threads, 12 ms.
+thread does. Between images the threads sleep. When the next image woke them, Linux at times ran two of them on
+one vCPU for the rest of the image while the other idled (binding them cured it): on a 2-vCPU Zen 5 VM, one image
+every 200 ms took 20-50 ms on two threads (one thread alone: 18 ms; back to back: 10 ms; OpenVINO: 12 ms).
 
-`pinned()` therefore binds each of the pass's threads to its own CPU while the pass runs: the calling thread to the
-first CPU it may use, numba's worker threads to the others, and gives the calling thread its own CPU mask back
-afterwards (the workers, numba's own threads, stay pinned). Only when the pass has one thread for each CPU the
-calling thread may use: fewer threads (`NUMBA_NUM_THREADS=1`, `ssd-np detect --jobs` sharing the cores out, Dask
-workers) leave the scheduler free. Linux only (`sched_setaffinity` and the C library's `gettid`); not when the user
-binds OpenMP's threads himself (`OMP_PROC_BIND`, `OMP_PLACES`, `GOMP_CPU_AFFINITY`; `OMP_PROC_BIND=false` turns
+`pinned()` therefore binds each of the pass's threads to a CPU of its own while the pass runs: the calling thread
+to the first CPU it may use, numba's worker threads to the others; afterwards the calling thread gets its own CPU
+mask back (the workers, numba's own threads, stay pinned). Only when the pass has one thread for each CPU the
+calling thread may use: fewer threads (`NUMBA_NUM_THREADS=1`, Dask workers, or the cores shared out between
+threads with `numba.set_num_threads`, as `ssd-np detect --jobs` does and as several threads calling at once
+should) leave the scheduler free. Linux only (`sched_setaffinity` and the C library's `gettid`); not when the user
+binds OpenMP's threads (`OMP_PROC_BIND`, `OMP_PLACES` or `GOMP_CPU_AFFINITY` set; `OMP_PROC_BIND=false` turns
 this off). Results do not depend on it: every region splits its work the same way wherever its threads run.
 """
 from __future__ import annotations
