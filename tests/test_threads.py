@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
+from ssd_np.engine.threads import USER_BINDING
 
 PROBE = r"""
 import json, os, numpy as np, numba
@@ -28,7 +29,7 @@ needs_two_cpus = pytest.mark.skipif(len(CPUS) < 2 or not sys.platform.startswith
 
 
 def probe(threads: int, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")}
+    env = {k: v for k, v in os.environ.items() if k not in USER_BINDING}
     env.update(NUMBA_NUM_THREADS=str(threads), **extra)
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300,
                           cwd=str(ROOT))
