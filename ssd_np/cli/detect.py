@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     images = find_images(args.images)
     check_names(images, job)
     weights = Path(args.weights) if args.weights else default_weights_path()
-    compiling = not numba.config.DISABLE_JIT and not warmup.cached()  # a first run: Detector.load compiles them
+    compiling = warmup.must_compile()  # a first run: Detector.load compiles them
     detector = Detector.load(weights)
     for folder, option in ((job.json_dir, "--json-dir"), (job.draw_dir, "--draw")):
         if folder is not None:

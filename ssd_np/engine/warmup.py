@@ -64,6 +64,11 @@ def cached() -> bool:
         return True
 
 
+def must_compile() -> bool:
+    """Whether a run compiles the kernels before its first result: the JIT is on and the cache lacks them."""
+    return not numba.config.DISABLE_JIT and not cached()
+
+
 def _zeros(*shape: int) -> np.ndarray:
     return np.zeros(shape, np.float32)
 
@@ -111,7 +116,7 @@ def start_compiling() -> None:
     """Start the helper process now if the cache lacks the kernels (`Detector.load` calls this before it reads the
     weights file, so the two overlap); `compile_network` then uses it."""
     global _helper
-    if _helper is None and not numba.config.DISABLE_JIT and not cached():
+    if _helper is None and must_compile():
         announce()
         _helper = _start_helper()
 
@@ -120,7 +125,7 @@ def compile_network() -> None:
     """Compile the network's kernels and TF's post-processing now, on two cores at once, if the cache lacks them
     (see the module docstring); nothing when they are cached or the JIT is off."""
     global _helper
-    if numba.config.DISABLE_JIT or cached():
+    if not must_compile():
         return
     start_compiling()
     _compile_own_group()
