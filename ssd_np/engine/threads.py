@@ -41,21 +41,28 @@ def _thread_ids(out):
         out[t] = _gettid()
 
 
-@contextmanager
-def pinned():
-    """Run the body with each of numba's threads on a CPU of its own (see the module docstring), if it applies."""
+def _plan() -> tuple[list[int], list[int]] | None:
+    """(the CPUs the calling thread may use, numba's worker thread ids) when the pass has one thread per CPU and
+    each of its threads took one iteration of `_thread_ids`; else None (nothing to pin)."""
     threads = numba.get_num_threads()
     cpus = sorted(os.sched_getaffinity(0)) if CAN_PIN and threads > 1 else []
     if len(cpus) != threads:
-        yield
-        return
+        return None
     ids = np.zeros(threads, np.int32)
     _thread_ids(ids)
     me = threading.get_native_id()
     workers = [int(i) for i in ids if i != me]
-    if me not in ids or len(set(workers)) != threads - 1:  # not one iteration per thread: leave them alone
+    return (cpus, workers) if me in ids and len(set(workers)) == threads - 1 else None
+
+
+@contextmanager
+def pinned():
+    """Run the body with each of numba's threads on a CPU of its own (see the module docstring), if it applies."""
+    plan = _plan()
+    if plan is None:
         yield
         return
+    cpus, workers = plan
     try:
         os.sched_setaffinity(0, cpus[:1])
         for worker, cpu in zip(workers, cpus[1:]):
