@@ -56,3 +56,12 @@ def test_no_pinning_with_fewer_threads_than_cpus_or_the_users_own_binding(thread
     assert seen["caller"] == CPUS and seen["after"] == CPUS
     assert all(mask == CPUS for mask in seen["each"])
     assert seen["can_pin"] is not bool(extra)
+
+
+def test_with_the_jit_off_a_pass_runs_unpinned():
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    code = "from ssd_np.engine import threads\nwith threads.pinned():\n    print(threads.CAN_PIN)"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=str(ROOT))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

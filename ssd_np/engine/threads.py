@@ -10,9 +10,9 @@ to the first CPU it may use, numba's worker threads to the others; afterwards th
 mask back (the workers, numba's own threads, stay pinned). Only when the pass has one thread for each CPU the
 calling thread may use: fewer threads (`NUMBA_NUM_THREADS=1`, Dask workers, or the cores shared out between
 threads with `numba.set_num_threads`, as `ssd-np detect --jobs` does and as several threads calling at once
-should) leave the scheduler free. Linux only (`sched_setaffinity` and the C library's `gettid`); not when the user
-binds OpenMP's threads (`OMP_PROC_BIND`, `OMP_PLACES` or `GOMP_CPU_AFFINITY` set; `OMP_PROC_BIND=false` turns
-this off). Results do not depend on it: every region splits its work the same way wherever its threads run.
+should) leave the scheduler free. Linux only (`sched_setaffinity` and the C library's `gettid`), with the JIT on;
+not when the user binds OpenMP's threads (`OMP_PROC_BIND`, `OMP_PLACES` or `GOMP_CPU_AFFINITY` set;
+`OMP_PROC_BIND=false` turns this off). Results do not depend on it: every region splits its work the same way wherever its threads run.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from ssd_np.jit import njit
 
 USER_BINDING = ("OMP_PROC_BIND", "OMP_PLACES", "GOMP_CPU_AFFINITY")
 CAN_PIN = (hasattr(os, "sched_setaffinity") and hasattr(ctypes.CDLL(None), "gettid")
+           and not numba.config.DISABLE_JIT  # no compiled code: no parallel regions, no gettid to call
            and not any(name in os.environ for name in USER_BINDING))
 
 _gettid = types.ExternalFunction("gettid", types.int32())  # the calling thread's id (Linux)
