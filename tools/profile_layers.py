@@ -90,7 +90,7 @@ def main() -> None:
         for i, (kernel, shape_in, shape_out, dt) in enumerate(calls):
             per_call.setdefault(i, []).append(dt)
             labels[i] = f"{kernel} {shape_in} -> {shape_out}"
-        for block, dt in _per_block(calls).items():
+        for block, dt in (_per_block(calls) if openvino else {}).items():
             ours_blocks.setdefault(block, []).append(dt)
     print(f"kernels for {TARGET.cpu} ({TARGET.isa}); threads {args.threads} ({numba.threading_layer()}), "
           f"{args.runs} runs: min / median ms")
