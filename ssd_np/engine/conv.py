@@ -225,7 +225,9 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
     with FMA; the blocks before the last are added up in the job's partial sums `part`. Pixels past the end of
     the last tile repeat the last pixel and are not stored. A tap outside the image for all six pixels is
     skipped (it adds zeros); a kernel row inside the image for all six is one run of kw*cin elements (contiguous
-    in x: the same products in the same order, less bookkeeping). The job's body stays inside the parallel loop
+    in x: the same products in the same order, less bookkeeping). When K is one block and all six windows lie
+    inside the image, the tile is kh such runs, rows wd*cin apart, without looking at each tap (the first
+    convolution, runs of 9: 0.46 -> 0.37 ms on one Zen 5 core). The job's body stays inside the parallel loop
     (as a function of its own, called from it, short-K layers ran ~25 % slower).
     """
     ho, wo, cout = out.shape
@@ -235,6 +237,7 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
     pointwise = kh == 1 and kw == 1 and stride == 1  # tap (0, 0) of output pixel p is input pixel p
     zero_row = h * wd * cin
     n_blocks = blocks.shape[0]
+    whole = not pointwise and n_blocks == 1  # a tile whose windows lie inside the image: kh runs (docstring)
     m_blocks = (n_pix + mc - 1) // mc
     for job in prange(m_blocks * panels):
         m0 = (job // panels) * mc
@@ -262,6 +265,15 @@ def _conv_gemm(src, h, wd, cin, packed, kh, kw, stride, pad_top, pad_left, block
                 zero = vsplat(0.0)
                 acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
                 t = t0
+                if (whole and min(iy0, iy1, iy2, iy3, iy4, iy5) >= 0 and max(iy0, iy1, iy2, iy3, iy4, iy5) + kh <= h
+                        and min(ix0, ix1, ix2, ix3, ix4, ix5) >= 0 and max(ix0, ix1, ix2, ix3, ix4, ix5) + kw <= wd):
+                    a0, a1, a2 = (iy0 * wd + ix0) * cin, (iy1 * wd + ix1) * cin, (iy2 * wd + ix2) * cin
+                    a3, a4, a5 = (iy3 * wd + ix3) * cin, (iy4 * wd + ix4) * cin, (iy5 * wd + ix5) * cin
+                    for ky in range(kh):
+                        d = ky * wd * cin
+                        acc = tile_sums(src, a0 + d, a1 + d, a2 + d, a3 + d, a4 + d, a5 + d, b, ky * kw * cin * NR,
+                                        kw * cin, w1 == 0, acc)
+                    t = t1
                 while t < t1:
                     n = c1 - c0  # products of this step: one tap's channels, or a whole kernel row (below)
                     if pointwise:
