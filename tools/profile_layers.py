@@ -153,9 +153,13 @@ class _OpenVINO:
         if not Path(xml).is_file():
             sys.exit(f"profile_layers: no OpenVINO IR at {xml}: build one with `tools/peers.py build --work DIR` "
                      "(reference venv)")
-        compiled = ov.Core().compile_model(xml, "CPU", {
-            "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
-            "PERF_COUNT": True})
+        try:
+            compiled = ov.Core().compile_model(xml, "CPU", {
+                "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
+                "PERF_COUNT": True})
+        except RuntimeError as error:  # not an IR OpenVINO can read: its last line says why
+            reason = str(error).strip().splitlines()[-1]
+            sys.exit(f"profile_layers: OpenVINO cannot load {xml}: {reason}")
         self.version = ov.__version__
         self.request = compiled.create_infer_request()
         _, h, w, _ = compiled.input(0).get_shape()  # (1, 300, 300, 3) BGR, as tools/peers.py feeds it
