@@ -42,7 +42,9 @@ from ssd_np.engine.preprocess import preprocess  # noqa: E402
 from ssd_np.engine.simd import TARGET  # noqa: E402
 from ssd_np.reference import postprocess  # noqa: E402
 from ssd_np.reference.anchors import ssd_anchors  # noqa: E402
+from ssd_np.reference.box_predictor import ANCHORS_PER_LOCATION  # noqa: E402
 from ssd_np.reference.mobilenet_v2 import ARCHITECTURE, SCOPE  # noqa: E402
+from ssd_np.reference.preprocess import INPUT_SIZE  # noqa: E402
 from ssd_np.weights.standin import standin_weights  # noqa: E402
 
 
@@ -114,9 +116,9 @@ def _timed(function, name: str, calls: list):
     return wrapper
 
 
-def _block_outputs(size: int = 300) -> list[tuple[str, tuple[int, int, int]]]:
-    """(name, output shape) of each block of ARCHITECTURE, in graph order, for a size x size input."""
-    blocks, h = [], size
+def _block_outputs() -> list[tuple[str, tuple[int, int, int]]]:
+    """(name, output shape) of each block of ARCHITECTURE, in graph order, for the network's input."""
+    blocks, h = [], INPUT_SIZE
     for name, _, stride, _, out in ARCHITECTURE:
         h = -(-h // stride)
         blocks.append((name, (h, h, out)))
@@ -206,7 +208,7 @@ def _compare(ours: dict[str, list[float]], stages: dict[str, list[float]], openv
 
     print(f"ssd_np against OpenVINO {openvino.version} (f32, same threads), median ms per block "
           "(ssd_np: its kernel calls; OpenVINO: its per-node counters):")
-    rows = [name for name, _ in _block_outputs()] + [f"BoxPredictor_{i}" for i in range(6)]
+    rows = [name for name, _ in _block_outputs()] + [f"BoxPredictor_{i}" for i in range(len(ANCHORS_PER_LOCATION))]
     subtotal = {"backbone": [0.0, 0.0], "heads": [0.0, 0.0]}
     print(f"  {'block':34s} {'ssd_np':>8s} {'OpenVINO':>9s} {'ratio':>7s}")
     for name in rows:
